@@ -1,0 +1,185 @@
+"""The domain types of one job: what was asked (JobRequest), what came out (OutputFile, JobResult, Stats) and what
+happened on the way (JobEvent and its past-tense subclasses).
+
+Pure data: no I/O, no HTTP, no ComfyUI protocol types. Wire schemas live in `api/schemas.py` and adapters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from comfyui_api.errors import ComfyApiError
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    STAGING = "staging"
+    RUNNING = "running"
+    UPLOADING = "uploading"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@dataclass(frozen=True)
+class Credential:
+    """Per-request credentials for downloads whose URL matches `url_pattern` (a glob or prefix).
+
+    `auth` is one of: {"type": "bearer", "token"}, {"type": "basic", "username", "password"},
+    {"type": "header", "name", "value"}, {"type": "query", "name", "value"},
+    {"type": "s3", "access_key_id", "secret_access_key", "session_token"?, "region"?, "endpoint_url"?}.
+    Never echoed in a response, webhook or log line.
+    """
+
+    url_pattern: str
+    auth: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    """Where outputs go. `provider` is a storage registry name: "s3", "azure_blob", "hf" or "http"; `options` are
+    that provider's request fields (e.g. {"bucket", "prefix"} for s3)."""
+
+    provider: str
+    options: Mapping[str, Any]
+    run_async: bool = False
+
+
+@dataclass(frozen=True)
+class ConvertSpec:
+    """Convert image outputs: format is "jpeg", "webp" or "png"; options are that format's own Pillow options."""
+
+    format: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One job as every adapter (HTTP, RunPod, AMQP, warmup, workflow endpoints) hands it to the runner.
+
+    `graph` is ComfyUI's API-format graph (ComfyUI calls it "prompt"); `id` is our job id (also sent to ComfyUI as
+    its prompt_id, but the two are kept apart in names).
+    """
+
+    id: str
+    graph: Mapping[str, Any]
+    timeout_s: float
+    webhook_v2_url: str | None = None
+    webhook_v1_url: str | None = None
+    run_async: bool = False
+    upload: UploadTarget | None = None
+    convert: ConvertSpec | None = None
+    credentials: tuple[Credential, ...] = ()
+    fallback_to_base64: bool = False
+    cancel_on_disconnect: bool = False
+    keep_outputs: bool | None = None  # None: the server default (KEEP_OUTPUTS)
+    discard_outputs: bool = False  # warmup: run, then throw the outputs away
+
+
+@dataclass
+class OutputFile:
+    """One output of a job. `path` is a local file holding the bytes (removed once delivered unless kept);
+    `url` is set once uploaded; `error` is set when the upload of this output failed."""
+
+    node_id: str
+    kind: str  # "image" | "animated" | "video" | "audio" | "latent" | "file"
+    filename: str
+    subfolder: str
+    comfy_type: str  # ComfyUI's folder type: "output" or "temp"
+    content_type: str
+    size_bytes: int
+    path: Path | None = None
+    url: str | None = None
+    error: str | None = None
+    note: str | None = None
+
+
+@dataclass
+class Stats:
+    """Timings in milliseconds (epoch ms for start/end), the same in every result shape."""
+
+    queue_wait_ms: float = 0.0
+    preprocess_ms: float = 0.0
+    comfy_round_trip_ms: float = 0.0
+    execution_start_ms: float | None = None
+    execution_end_ms: float | None = None
+    execution_ms: float | None = None
+    nodes: dict[str, dict[str, float]] = field(default_factory=dict)  # node id -> {"start", "duration"}
+    postprocess_ms: float = 0.0
+    upload_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+@dataclass
+class JobResult:
+    id: str
+    graph: Mapping[str, Any]
+    outputs: list[OutputFile]
+    texts: list[str]
+    stats: Stats
+
+
+# ---- events: what happened to a job, in order. Subscribers (SSE, webhooks, system events) receive these. ----
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    job_id: str
+
+
+@dataclass(frozen=True)
+class JobQueued(JobEvent):
+    position: int  # 0 = next to run
+
+
+@dataclass(frozen=True)
+class JobStarted(JobEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class NodeExecuting(JobEvent):
+    node_id: str
+    class_type: str | None
+
+
+@dataclass(frozen=True)
+class ProgressUpdated(JobEvent):
+    node_id: str | None
+    value: float
+    max: float
+    percent: float  # overall 0..100, never decreasing
+
+
+@dataclass(frozen=True)
+class PreviewProduced(JobEvent):
+    node_id: str | None
+    content_type: str  # image/jpeg or image/png
+    data: bytes
+
+
+@dataclass(frozen=True)
+class OutputReady(JobEvent):
+    output: OutputFile
+
+
+@dataclass(frozen=True)
+class JobCompleted(JobEvent):
+    result: JobResult
+
+
+@dataclass(frozen=True)
+class JobFailed(JobEvent):
+    error: ComfyApiError
+
+
+EventSink = Callable[[JobEvent], None]
+"""Receives a job's events in order. Must not block: implementations put the event on a queue."""

@@ -1,0 +1,353 @@
+"""Settings: the ONLY module that reads the environment. One typed, frozen tree, validated once at start-up.
+
+Variable names follow SaladTechnologies' comfyui-api where one exists, so a deployment can switch by changing its
+image. `load_settings(os.environ)` raises `SettingsError` naming the offending variable. Nothing here touches the
+filesystem or the network; directories are created by whoever uses them, at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+SYSTEM_EVENT_NAMES = (
+    "status",
+    "progress",
+    "progress_state",
+    "executing",
+    "execution_start",
+    "execution_cached",
+    "executed",
+    "execution_success",
+    "execution_interrupted",
+    "execution_error",
+    "storage.file_downloaded",
+    "storage.file_uploaded",
+    "storage.file_deleted",
+)
+
+
+class SettingsError(ValueError):
+    """A variable is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "::"  # HOST
+    port: int = 3000  # PORT
+    max_body_bytes: int = 100 * 1024 * 1024  # MAX_BODY_SIZE_MB
+    max_queue_depth: int = 0  # MAX_QUEUE_DEPTH; 0 = unbounded
+    shutdown_grace_s: float = 60.0  # SHUTDOWN_GRACE_S: how long in-flight jobs may finish after SIGTERM
+    log_level: str = "INFO"  # LOG_LEVEL
+
+
+@dataclass(frozen=True)
+class ComfySettings:
+    url: str | None = None  # COMFYUI_URL: attach to a running ComfyUI instead of launching one
+    cmd: tuple[str, ...] = ()  # CMD: argv that launches ComfyUI (empty when attaching)
+    home: Path = Path("/opt/ComfyUI")  # COMFY_HOME: working directory of CMD
+    direct_address: str = "127.0.0.1"  # DIRECT_ADDRESS
+    port: int = 8188  # COMFYUI_PORT_HOST
+    input_dir: Path = Path("/opt/ComfyUI/input")  # INPUT_DIR
+    output_dir: Path = Path("/opt/ComfyUI/output")  # OUTPUT_DIR
+    temp_dir: Path = Path("/opt/ComfyUI/temp")  # TEMP_DIR
+    model_dir: Path = Path("/opt/ComfyUI/models")  # MODEL_DIR
+    using_simulator: bool = False  # no ComfyUI configured: CMD runs comfyui_api.simulator
+    always_restart: bool = False  # ALWAYS_RESTART_COMFYUI
+    startup_check_interval_s: float = 1.0  # STARTUP_CHECK_INTERVAL_S
+    startup_check_max_tries: int = 120  # STARTUP_CHECK_MAX_TRIES (interval x tries = start-up timeout)
+    http_timeout_s: float = 30.0  # COMFYUI_HTTP_TIMEOUT_S: one HTTP call to ComfyUI
+    ws_idle_timeout_s: float = 15.0  # COMFYUI_WS_IDLE_TIMEOUT_S: no frame for this long -> check /history
+    outputs_colocated: bool = True  # COMFYUI_OUTPUTS_COLOCATED: read output files from disk instead of /view
+    keep_outputs: bool = False  # KEEP_OUTPUTS: leave ComfyUI's output files on disk after reading them
+
+    @property
+    def base_url(self) -> str:
+        if self.url:
+            return self.url.rstrip("/")
+        host = self.direct_address
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    default_timeout_s: float = 600.0  # PROMPT_TIMEOUT_S: default per-request timeout_s
+    max_timeout_s: float = 24 * 3600.0  # PROMPT_MAX_TIMEOUT_S: largest timeout_s a request may ask for
+    max_input_bytes: int = 512 * 1024 * 1024  # MAX_INPUT_SIZE_MB: one staged input file
+    download_timeout_s: float = 300.0  # INPUT_DOWNLOAD_TIMEOUT_S: one input download, whole
+    max_parallel_downloads: int = 8  # MAX_PARALLEL_DOWNLOADS
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    secret: str | None = None  # WEBHOOK_SECRET (base64, optional `whsec_` prefix)
+    retries: int = 3  # PROMPT_WEBHOOK_RETRIES
+    timeout_s: float = 10.0  # WEBHOOK_TIMEOUT_S: one delivery attempt
+    backoff_base_s: float = 1.0  # WEBHOOK_BACKOFF_BASE_S: first retry delay; doubles, with jitter
+    system_url: str | None = None  # SYSTEM_WEBHOOK_URL
+    system_events: frozenset[str] = frozenset()  # SYSTEM_WEBHOOK_EVENTS: comma list or "all"
+    system_meta: Mapping[str, str] = field(default_factory=dict)  # SYSTEM_META_<key>=<value>
+    system_flush_interval_s: float = 0.5  # SYSTEM_WEBHOOK_FLUSH_S: batching window for system events
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    aws_region: str | None = None  # AWS_REGION / AWS_DEFAULT_REGION
+    aws_endpoint_url: str | None = None  # AWS_ENDPOINT_URL
+    azure_connection_string: str | None = None  # AZURE_STORAGE_CONNECTION_STRING
+    azure_account: str | None = None  # AZURE_STORAGE_ACCOUNT
+    azure_key: str | None = None  # AZURE_STORAGE_KEY
+    azure_sas_token: str | None = None  # AZURE_STORAGE_SAS_TOKEN
+    hf_token: str | None = None  # HF_TOKEN
+    hf_endpoint: str = "https://huggingface.co"  # HF_ENDPOINT
+    http_auth_header_name: str | None = None  # HTTP_AUTH_HEADER_NAME
+    http_auth_header_value: str | None = None  # HTTP_AUTH_HEADER_VALUE
+    transfer_timeout_s: float = 600.0  # STORAGE_TIMEOUT_S: one upload or download, whole
+    max_parallel_uploads: int = 4  # MAX_PARALLEL_UPLOADS
+    max_base64_fallback_bytes: int = 64 * 1024 * 1024  # MAX_BASE64_FALLBACK_MB
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    manifest_path: Path | None = None  # MANIFEST
+    manifest_json: str | None = None  # MANIFEST_JSON (wins over MANIFEST)
+    cache_dir: Path = field(default_factory=lambda: Path("~/.cache/comfyui-api").expanduser())  # CACHE_DIR
+    lru_cache_size_bytes: int = 0  # LRU_CACHE_SIZE_GB; 0 = no eviction
+    ready_waits_for_after_start: bool = True  # READY_WAITS_FOR_MODELS
+
+
+@dataclass(frozen=True)
+class WarmupSettings:
+    prompt_file: Path | None = None  # WARMUP_PROMPT_FILE
+    prompt_url: str | None = None  # WARMUP_PROMPT_URL
+    required: bool = False  # WARMUP_REQUIRED: a failed warmup exits the process
+    timeout_s: float = 1800.0  # WARMUP_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class WorkflowSettings:
+    workflow_dir: Path | None = None  # WORKFLOW_DIR
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    comfy: ComfySettings = field(default_factory=ComfySettings)
+    jobs: JobSettings = field(default_factory=JobSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    models: ModelSettings = field(default_factory=ModelSettings)
+    warmup: WarmupSettings = field(default_factory=WarmupSettings)
+    workflows: WorkflowSettings = field(default_factory=WorkflowSettings)
+
+
+class _Env:
+    """Typed reads of one environment mapping; every error names the variable."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self._env = env
+
+    def text(self, name: str, default: T) -> str | T:
+        value = self._env.get(name, "").strip()
+        return value if value else default
+
+    def _parse(self, name: str, default: T, parse: Callable[[str], T], what: str) -> T:
+        raw = self._env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            return parse(raw)
+        except (ValueError, TypeError):
+            raise SettingsError(f"{name}={raw!r} is not {what}") from None
+
+    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+        value = self._parse(name, default, int, "an integer")
+        if value < minimum:
+            raise SettingsError(f"{name}={value} must be >= {minimum}")
+        return value
+
+    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+        value = self._parse(name, default, float, "a number")
+        if value < minimum:
+            raise SettingsError(f"{name}={value} must be >= {minimum}")
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        def parse(raw: str) -> bool:
+            lowered = raw.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+
+        return self._parse(name, default, parse, "a boolean (true/false/1/0)")
+
+    def path(self, name: str, default: T) -> Path | T:
+        raw = self._env.get(name, "").strip()
+        return Path(raw).expanduser() if raw else default
+
+    def url(self, name: str, default: T, schemes: tuple[str, ...] = ("http", "https")) -> str | T:
+        raw = self._env.get(name, "").strip()
+        if not raw:
+            return default
+        scheme = raw.split("://", 1)[0].lower() if "://" in raw else ""
+        if scheme not in schemes:
+            raise SettingsError(f"{name}={raw!r} must be a URL starting with {' or '.join(schemes)}://")
+        return raw
+
+    def with_prefix(self, prefix: str) -> dict[str, str]:
+        return {k[len(prefix) :]: v for k, v in self._env.items() if k.startswith(prefix) and len(k) > len(prefix)}
+
+
+def _comfy_settings(env: _Env, simulator_home: Path) -> ComfySettings:
+    url = env.url("COMFYUI_URL", None)
+    address = env.text("DIRECT_ADDRESS", "127.0.0.1")
+    port = env.integer("COMFYUI_PORT_HOST", 8188, minimum=1)
+    raw_cmd = env.text("CMD", "")
+    home = env.path("COMFY_HOME", Path("/opt/ComfyUI"))
+    using_simulator = False
+    if url:
+        cmd: tuple[str, ...] = ()
+    elif raw_cmd:
+        try:
+            cmd = tuple(shlex.split(raw_cmd))
+        except ValueError as exc:
+            raise SettingsError(f"CMD could not be parsed as a command line: {exc}") from None
+    elif (home / "main.py").is_file():
+        cmd = ("python", "main.py", "--listen", address, "--port", str(port))
+    else:
+        # No ComfyUI configured: run the bundled simulator so the server is usable at once.
+        using_simulator = True
+        home = simulator_home
+        cmd = (sys.executable, "-m", "comfyui_api.simulator", "--listen", address, "--port", str(port))
+    input_dir = env.path("INPUT_DIR", home / "input")
+    output_dir = env.path("OUTPUT_DIR", home / "output")
+    temp_dir = env.path("TEMP_DIR", home / "temp")
+    model_dir = env.path("MODEL_DIR", home / "models")
+    if using_simulator:
+        cmd += ("--input-directory", str(input_dir), "--output-directory", str(output_dir))
+        cmd += ("--temp-directory", str(temp_dir), "--models-directory", str(model_dir))
+    return ComfySettings(
+        url=url,
+        cmd=cmd,
+        home=home,
+        direct_address=address,
+        port=port,
+        input_dir=input_dir,
+        output_dir=output_dir,
+        temp_dir=temp_dir,
+        model_dir=model_dir,
+        using_simulator=using_simulator,
+        always_restart=env.flag("ALWAYS_RESTART_COMFYUI", False),
+        startup_check_interval_s=env.number("STARTUP_CHECK_INTERVAL_S", 1.0, minimum=0.01),
+        startup_check_max_tries=env.integer("STARTUP_CHECK_MAX_TRIES", 120, minimum=1),
+        http_timeout_s=env.number("COMFYUI_HTTP_TIMEOUT_S", 30.0, minimum=0.1),
+        ws_idle_timeout_s=env.number("COMFYUI_WS_IDLE_TIMEOUT_S", 15.0, minimum=0.1),
+        outputs_colocated=env.flag("COMFYUI_OUTPUTS_COLOCATED", not url),
+        keep_outputs=env.flag("KEEP_OUTPUTS", False),
+    )
+
+
+def _system_events(env: _Env) -> frozenset[str]:
+    raw = env.text("SYSTEM_WEBHOOK_EVENTS", "")
+    if not raw:
+        return frozenset()
+    names = {part.strip() for part in raw.split(",") if part.strip()}
+    if "all" in names:
+        return frozenset(SYSTEM_EVENT_NAMES)
+    unknown = sorted(names - set(SYSTEM_EVENT_NAMES))
+    if unknown:
+        raise SettingsError(
+            f"SYSTEM_WEBHOOK_EVENTS names unknown events {unknown}; known: all, {', '.join(SYSTEM_EVENT_NAMES)}"
+        )
+    return frozenset(names)
+
+
+def _manifest_json(env: _Env) -> str | None:
+    raw = env.text("MANIFEST_JSON", None)
+    if raw is not None:
+        try:
+            json.loads(raw)
+        except ValueError as exc:
+            raise SettingsError(f"MANIFEST_JSON is not valid JSON: {exc}") from None
+    return raw
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings tree from an environment mapping (default: os.environ)."""
+    env = _Env(os.environ if environ is None else environ)
+    data_home = env.path("COMFYUI_API_HOME", Path("~/.local/share/comfyui-api").expanduser())
+    webhook_secret = env.text("WEBHOOK_SECRET", None)
+    settings = Settings(
+        server=ServerSettings(
+            host=env.text("HOST", "::"),
+            port=env.integer("PORT", 3000, minimum=1),
+            max_body_bytes=int(env.number("MAX_BODY_SIZE_MB", 100.0, minimum=0.001) * 1024 * 1024),
+            max_queue_depth=env.integer("MAX_QUEUE_DEPTH", 0),
+            shutdown_grace_s=env.number("SHUTDOWN_GRACE_S", 60.0),
+            log_level=env.text("LOG_LEVEL", "INFO").upper(),
+        ),
+        comfy=_comfy_settings(env, data_home / "simulator"),
+        jobs=JobSettings(
+            default_timeout_s=env.number("PROMPT_TIMEOUT_S", 600.0, minimum=0.1),
+            max_timeout_s=env.number("PROMPT_MAX_TIMEOUT_S", 24 * 3600.0, minimum=0.1),
+            max_input_bytes=int(env.number("MAX_INPUT_SIZE_MB", 512.0, minimum=0.001) * 1024 * 1024),
+            download_timeout_s=env.number("INPUT_DOWNLOAD_TIMEOUT_S", 300.0, minimum=0.1),
+            max_parallel_downloads=env.integer("MAX_PARALLEL_DOWNLOADS", 8, minimum=1),
+        ),
+        webhooks=WebhookSettings(
+            secret=webhook_secret,
+            retries=env.integer("PROMPT_WEBHOOK_RETRIES", 3),
+            timeout_s=env.number("WEBHOOK_TIMEOUT_S", 10.0, minimum=0.1),
+            backoff_base_s=env.number("WEBHOOK_BACKOFF_BASE_S", 1.0),
+            system_url=env.url("SYSTEM_WEBHOOK_URL", None),
+            system_events=_system_events(env),
+            system_meta=env.with_prefix("SYSTEM_META_"),
+            system_flush_interval_s=env.number("SYSTEM_WEBHOOK_FLUSH_S", 0.5, minimum=0.01),
+        ),
+        storage=StorageSettings(
+            aws_region=env.text("AWS_REGION", env.text("AWS_DEFAULT_REGION", None)),
+            aws_endpoint_url=env.url("AWS_ENDPOINT_URL", None),
+            azure_connection_string=env.text("AZURE_STORAGE_CONNECTION_STRING", None),
+            azure_account=env.text("AZURE_STORAGE_ACCOUNT", None),
+            azure_key=env.text("AZURE_STORAGE_KEY", None),
+            azure_sas_token=env.text("AZURE_STORAGE_SAS_TOKEN", None),
+            hf_token=env.text("HF_TOKEN", None),
+            hf_endpoint=env.url("HF_ENDPOINT", "https://huggingface.co"),
+            http_auth_header_name=env.text("HTTP_AUTH_HEADER_NAME", None),
+            http_auth_header_value=env.text("HTTP_AUTH_HEADER_VALUE", None),
+            transfer_timeout_s=env.number("STORAGE_TIMEOUT_S", 600.0, minimum=0.1),
+            max_parallel_uploads=env.integer("MAX_PARALLEL_UPLOADS", 4, minimum=1),
+            max_base64_fallback_bytes=int(env.number("MAX_BASE64_FALLBACK_MB", 64.0) * 1024 * 1024),
+        ),
+        models=ModelSettings(
+            manifest_path=env.path("MANIFEST", None),
+            manifest_json=_manifest_json(env),
+            cache_dir=env.path("CACHE_DIR", Path("~/.cache/comfyui-api").expanduser()),
+            lru_cache_size_bytes=int(env.number("LRU_CACHE_SIZE_GB", 0.0) * 1024**3),
+            ready_waits_for_after_start=env.flag("READY_WAITS_FOR_MODELS", True),
+        ),
+        warmup=WarmupSettings(
+            prompt_file=env.path("WARMUP_PROMPT_FILE", None),
+            prompt_url=env.url("WARMUP_PROMPT_URL", None),
+            required=env.flag("WARMUP_REQUIRED", False),
+            timeout_s=env.number("WARMUP_TIMEOUT_S", 1800.0, minimum=1.0),
+        ),
+        workflows=WorkflowSettings(workflow_dir=env.path("WORKFLOW_DIR", None)),
+    )
+    if settings.warmup.prompt_file and settings.warmup.prompt_url:
+        raise SettingsError("set only one of WARMUP_PROMPT_FILE and WARMUP_PROMPT_URL")
+    if bool(settings.storage.http_auth_header_name) != bool(settings.storage.http_auth_header_value):
+        raise SettingsError("HTTP_AUTH_HEADER_NAME and HTTP_AUTH_HEADER_VALUE must be set together")
+    return settings

@@ -1,0 +1,57 @@
+"""The storage protocol: one interface every provider (S3, Azure Blob, Hugging Face, HTTP) implements.
+
+Providers move bytes between local files and URLs. They know nothing about jobs, ComfyUI or HTTP routes. Every
+call has a timeout; failures raise `StorageError` (never return a half-success).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from comfyui_api.jobs.model import Credential
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    url: str  # what the caller gets back (s3://..., https://..., or a presigned URL)
+    size_bytes: int
+
+
+@runtime_checkable
+class StorageProvider(Protocol):
+    """One storage backend. `name` is the request key family ("s3", "azure_blob", "hf", "http")."""
+
+    name: str
+
+    def can_download(self, url: str) -> bool:
+        """True when this provider owns URLs like `url` (e.g. s3://..., a blob URL, a huggingface resolve URL)."""
+        ...
+
+    async def download(
+        self, url: str, dest_dir: Path, *, credentials: Sequence[Credential] = (), max_bytes: int | None = None
+    ) -> Path:
+        """Stream `url` into a new file inside `dest_dir` and return its path. The file name keeps a meaningful
+        extension (from the URL, Content-Disposition or Content-Type). Raises StorageError or InputStagingError."""
+        ...
+
+    def validate_upload_options(self, options: Mapping[str, Any]) -> None:
+        """Raise InvalidRequest naming the field when a request's upload options are wrong."""
+        ...
+
+    async def upload(
+        self,
+        path: Path,
+        *,
+        key: str,
+        content_type: str,
+        options: Mapping[str, Any],
+        credentials: Sequence[Credential] = (),
+    ) -> UploadedFile:
+        """Stream the local file at `path` to the provider under `key` (a relative object name such as
+        `<prefix><job id>/<filename>`, built by the caller). Raises StorageError on any failure."""
+        ...
+
+    async def aclose(self) -> None: ...
