@@ -264,6 +264,8 @@ def _system_events(env: _Env) -> frozenset[str]:
     if not raw:
         return frozenset()
     names = {part.strip() for part in raw.split(",") if part.strip()}
+    # compat: salad names storage events without the "storage." prefix.
+    names = {f"storage.{name}" if f"storage.{name}" in SYSTEM_EVENT_NAMES else name for name in names}
     if "all" in names:
         return frozenset(SYSTEM_EVENT_NAMES)
     unknown = sorted(names - set(SYSTEM_EVENT_NAMES))

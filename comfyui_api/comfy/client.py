@@ -1,0 +1,309 @@
+"""HTTP client for one ComfyUI: queue, history, interrupt, object_info, models, outputs. One shared httpx client.
+
+Maps transport failures and 5xx to ComfyUnavailable, unreadable answers to ComfyProtocolError, and graph
+validation failures to WorkflowRejected. Knows nothing about jobs, webhooks or our HTTP routes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from comfyui_api.errors import ComfyProtocolError, ComfyUnavailable, WorkflowRejected
+
+logger = logging.getLogger(__name__)
+
+# /system_stats answers in milliseconds; a probe that takes longer than this means "not ready yet".
+PROBE_TIMEOUT_S = 5.0
+DOWNLOAD_CHUNK_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class QueuedPrompt:
+    """ComfyUI's answer to POST /prompt: the id, the queue priority `number`, and (empty) node_errors."""
+
+    prompt_id: str
+    number: float
+    node_errors: dict[str, Any]
+
+
+class ComfyClient:
+    """Async HTTP access to one ComfyUI. Every call has a timeout (timeout_s per request unless stated)."""
+
+    def __init__(self, base_url: str, *, timeout_s: float = 30.0, transport: httpx.AsyncBaseTransport | None = None):
+        self.base_url = base_url.rstrip("/")
+        self._timeout_s = timeout_s
+        # trust_env=False: ComfyUI is a local service; an environment proxy must not sit in between.
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=httpx.Timeout(timeout_s), transport=transport, trust_env=False
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- plumbing ------------------------------------------------------------------------------------------------
+
+    async def _request(
+        self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        try:
+            response = await self._http.request(method, path, json=json, params=params)
+        except httpx.TimeoutException as exc:
+            raise ComfyUnavailable(f"ComfyUI did not answer {method} {path} within {self._timeout_s:g}s") from exc
+        except httpx.TransportError as exc:
+            raise ComfyUnavailable(f"ComfyUI is unreachable at {self.base_url} ({method} {path}: {exc!r})") from exc
+        if response.status_code >= 500:
+            raise ComfyUnavailable(
+                f"ComfyUI answered {method} {path} with {response.status_code}: {_snippet(response.text)}"
+            )
+        return response
+
+    @staticmethod
+    def _json(response: httpx.Response, what: str) -> Any:
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ComfyProtocolError(
+                f"ComfyUI answered {what} with unreadable JSON (status {response.status_code}): "
+                f"{_snippet(response.text)}"
+            ) from exc
+
+    def _expect_ok(self, response: httpx.Response, what: str) -> None:
+        if response.status_code != 200:
+            raise ComfyProtocolError(f"ComfyUI answered {what} with {response.status_code}: {_snippet(response.text)}")
+
+    async def _get_json(self, path: str, expected: type, what: str | None = None) -> Any:
+        response = await self._request("GET", path)
+        self._expect_ok(response, what or f"GET {path}")
+        body = self._json(response, what or f"GET {path}")
+        if not isinstance(body, expected):
+            raise ComfyProtocolError(f"ComfyUI answered {what or 'GET ' + path} with a {type(body).__name__}")
+        return body
+
+    async def _post(self, path: str, body: Mapping[str, Any]) -> None:
+        response = await self._request("POST", path, json=body)
+        self._expect_ok(response, f"POST {path}")
+
+    # -- prompts ---------------------------------------------------------------------------------------------------
+
+    async def queue_prompt(
+        self,
+        graph: Mapping[str, Any],
+        *,
+        prompt_id: str,
+        client_id: str | None,
+        front: bool = False,
+        extra_data: Mapping[str, Any] | None = None,
+    ) -> QueuedPrompt:
+        """POST /prompt. Raises WorkflowRejected when ComfyUI refuses the graph or accepts only part of it."""
+        body: dict[str, Any] = {"prompt": graph, "prompt_id": prompt_id}
+        if client_id is not None:
+            body["client_id"] = client_id
+        if front:
+            body["front"] = True
+        if extra_data:
+            body["extra_data"] = dict(extra_data)
+        response = await self._request("POST", "/prompt", json=body)
+        if response.status_code == 400:
+            raise _rejection(response)
+        self._expect_ok(response, "POST /prompt")
+        answer = self._json(response, "POST /prompt")
+        if not isinstance(answer, Mapping) or not isinstance(answer.get("prompt_id"), str):
+            raise ComfyProtocolError(f"ComfyUI answered POST /prompt without a prompt_id: {_snippet(response.text)}")
+        node_errors = answer.get("node_errors") or {}
+        queued_id = answer["prompt_id"]
+        if node_errors:
+            await self._withdraw(queued_id)
+            raise WorkflowRejected(
+                "ComfyUI accepted only part of the workflow; these nodes failed validation: "
+                + _describe_node_errors(node_errors),
+                comfy_error={
+                    "type": "prompt_outputs_failed_validation",
+                    "message": "Some outputs failed validation",
+                    "details": "",
+                    "extra_info": {},
+                },
+                node_errors=dict(node_errors),
+            )
+        if queued_id != prompt_id:
+            # ComfyUI before prompt_id support makes its own id; frames will carry that one, not ours.
+            logger.warning("ComfyUI queued prompt %s under its own id %s", prompt_id, queued_id)
+        number = answer.get("number")
+        return QueuedPrompt(queued_id, float(number) if isinstance(number, int | float) else 0.0, {})
+
+    async def _withdraw(self, prompt_id: str) -> None:
+        """Take a partially accepted prompt back: drop it from the queue, interrupt it if it already started."""
+        try:
+            await self.delete_from_queue([prompt_id])
+            queue = await self.get_queue()
+            if any(_item_id(item) == prompt_id for item in queue.get("queue_running", [])):
+                await self.interrupt(prompt_id)
+        except (ComfyUnavailable, ComfyProtocolError) as exc:
+            logger.warning("could not withdraw partially accepted prompt %s: %s", prompt_id, exc)
+
+    async def get_history(self, prompt_id: str) -> dict[str, Any] | None:
+        """The history entry of one prompt, or None while it is pending, running or unknown."""
+        body = await self._get_json(f"/history/{quote(prompt_id, safe='')}", dict)
+        entry = body.get(prompt_id)
+        return entry if isinstance(entry, dict) else None
+
+    async def get_queue(self) -> dict[str, Any]:
+        """{"queue_running": [...], "queue_pending": [...]}; pending is heap-ordered, not execution-ordered."""
+        body = await self._get_json("/queue", dict)
+        return {
+            "queue_running": list(body.get("queue_running") or []),
+            "queue_pending": list(body.get("queue_pending") or []),
+        }
+
+    async def queue_position(self, prompt_id: str) -> int | None:
+        """How many prompts run before this one: 0 when running or next; None when not queued."""
+        queue = await self.get_queue()
+        running = queue["queue_running"]
+        if any(_item_id(item) == prompt_id for item in running):
+            return 0
+        pending = sorted(queue["queue_pending"], key=_item_number)
+        for index, item in enumerate(pending):
+            if _item_id(item) == prompt_id:
+                return len(running) + index
+        return None
+
+    async def delete_from_queue(self, prompt_ids: Sequence[str]) -> None:
+        """Remove pending prompts; unknown and running ids are ignored by ComfyUI."""
+        await self._post("/queue", {"delete": list(prompt_ids)})
+
+    async def interrupt(self, prompt_id: str | None = None) -> None:
+        """Interrupt the running prompt; with prompt_id, only if that one is running."""
+        await self._post("/interrupt", {"prompt_id": prompt_id} if prompt_id else {})
+
+    async def delete_history(self, prompt_ids: Sequence[str]) -> None:
+        await self._post("/history", {"delete": list(prompt_ids)})
+
+    # -- introspection -------------------------------------------------------------------------------------------
+
+    async def object_info(self, class_type: str | None = None) -> dict[str, Any]:
+        """{class_type: info} for every node, or for one ({} when ComfyUI does not know it)."""
+        path = "/object_info" if class_type is None else f"/object_info/{quote(class_type, safe='')}"
+        return await self._get_json(path, dict)
+
+    async def system_stats(self) -> dict[str, Any]:
+        return await self._get_json("/system_stats", dict)
+
+    async def list_models(self, folder: str | None = None) -> list[str]:
+        """Model folder names, or the files of one folder ([] for a folder ComfyUI does not know)."""
+        if folder is None:
+            return [str(name) for name in await self._get_json("/models", list)]
+        response = await self._request("GET", f"/models/{quote(folder, safe='')}")
+        if response.status_code == 404:
+            return []
+        self._expect_ok(response, f"GET /models/{folder}")
+        body = self._json(response, f"GET /models/{folder}")
+        if not isinstance(body, list):
+            raise ComfyProtocolError(f"ComfyUI answered GET /models/{folder} with a {type(body).__name__}")
+        return [str(name) for name in body]
+
+    async def is_responding(self) -> bool:
+        """True when GET /system_stats answers 200 within a short timeout; never raises for transport errors."""
+        try:
+            response = await self._http.get("/system_stats", timeout=min(self._timeout_s, PROBE_TIMEOUT_S))
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    # -- outputs ---------------------------------------------------------------------------------------------------
+
+    async def download_output(self, filename: str, subfolder: str, folder_type: str, dest: Path) -> int:
+        """Stream GET /view into `dest` in chunks; returns its size in bytes. A partial file is removed on error.
+
+        The per-request timeout applies between chunks, not to the whole transfer.
+        """
+        params = {"filename": filename, "subfolder": subfolder, "type": folder_type}
+        size_bytes = 0
+        created = False
+        try:
+            async with self._http.stream("GET", "/view", params=params) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    error = ComfyUnavailable if response.status_code >= 500 else ComfyProtocolError
+                    raise error(
+                        f"ComfyUI could not serve output {subfolder + '/' if subfolder else ''}{filename} "
+                        f"({folder_type}): status {response.status_code}"
+                    )
+                with dest.open("wb") as sink:
+                    created = True
+                    async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK_BYTES):
+                        sink.write(chunk)
+                        size_bytes += len(chunk)
+        except BaseException as exc:
+            if created:
+                _remove(dest)
+            if isinstance(exc, httpx.TimeoutException):
+                raise ComfyUnavailable(f"ComfyUI stalled for {self._timeout_s:g}s sending {filename}") from exc
+            if isinstance(exc, httpx.TransportError):
+                raise ComfyUnavailable(f"lost ComfyUI while downloading {filename}: {exc!r}") from exc
+            raise
+        return size_bytes
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
+def _snippet(text: str, limit: int = 300) -> str:
+    text = text.strip()
+    return (text[:limit] + "...") if len(text) > limit else (text or "<empty body>")
+
+
+def _item_id(item: Any) -> str | None:
+    if isinstance(item, list | tuple) and len(item) > 1 and isinstance(item[1], str):
+        return item[1]
+    return None
+
+
+def _item_number(item: Any) -> float:
+    if isinstance(item, list | tuple) and item and isinstance(item[0], int | float):
+        return float(item[0])
+    return float("inf")
+
+
+def _describe_node_errors(node_errors: Mapping[str, Any], limit: int = 3) -> str:
+    parts = []
+    for node_id, entry in list(node_errors.items())[:limit]:
+        entry = entry if isinstance(entry, Mapping) else {}
+        errors = entry.get("errors") if isinstance(entry.get("errors"), list) else []
+        first = errors[0] if errors and isinstance(errors[0], Mapping) else {}
+        text = str(first.get("message", "invalid"))
+        if first.get("details"):
+            text += f" ({first['details']})"
+        parts.append(f"node {node_id} ({entry.get('class_type', '?')}): {text}")
+    if len(node_errors) > limit:
+        parts.append(f"and {len(node_errors) - limit} more")
+    return "; ".join(parts)
+
+
+def _rejection(response: httpx.Response) -> WorkflowRejected:
+    """The WorkflowRejected for a 400 from POST /prompt, keeping ComfyUI's `error` and `node_errors`."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    body = body if isinstance(body, Mapping) else {}
+    error = body.get("error")
+    if isinstance(error, str):
+        error = {"type": "invalid_prompt", "message": error, "details": "", "extra_info": {}}
+    comfy_error: dict[str, Any] = dict(error) if isinstance(error, Mapping) else {}
+    node_errors = body.get("node_errors")
+    node_errors = dict(node_errors) if isinstance(node_errors, Mapping) else {}
+    message = str(comfy_error.get("message") or "ComfyUI rejected the workflow")
+    if comfy_error.get("details"):
+        message += f": {comfy_error['details']}"
+    if node_errors:
+        message += " - " + _describe_node_errors(node_errors)
+    return WorkflowRejected(message, comfy_error=comfy_error, node_errors=node_errors)

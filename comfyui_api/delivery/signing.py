@@ -1,0 +1,60 @@
+"""Standard Webhooks signing: the `webhook-id`, `webhook-timestamp` and `webhook-signature` headers.
+
+Public surface: `decode_webhook_secret(secret)` (start-up validation) and `WebhookSigner(secret).headers(...)`.
+Owns the key and the HMAC only; never sends anything and never logs or returns the key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import time
+
+SECRET_PREFIX = "whsec_"
+
+
+def decode_webhook_secret(secret: str) -> bytes:
+    """The HMAC key held by WEBHOOK_SECRET: base64, optionally prefixed `whsec_`, padding optional.
+
+    Raises ValueError naming WEBHOOK_SECRET (without echoing it) when the value is not usable base64.
+    """
+    text = secret.strip()
+    if text.startswith(SECRET_PREFIX):
+        text = text[len(SECRET_PREFIX) :]
+    text += "=" * (-len(text) % 4)  # unpadded base64 is common in generated secrets
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            "WEBHOOK_SECRET is not valid base64 (an optional 'whsec_' prefix followed by standard base64)"
+        ) from None
+    if not key:
+        raise ValueError("WEBHOOK_SECRET decodes to an empty key")
+    return key
+
+
+class WebhookSigner:
+    """Signs one message per call; a fresh timestamp each time, so a retry carries a new, valid signature."""
+
+    def __init__(self, secret: str):
+        self._key = decode_webhook_secret(secret)
+
+    def __repr__(self) -> str:
+        return "WebhookSigner(<secret>)"
+
+    def signature(self, msg_id: str, timestamp_s: int, body: bytes) -> str:
+        """`v1,<base64 HMAC-SHA256 of "{msg_id}.{timestamp_s}.{body}">`."""
+        signed = b"%s.%d.%s" % (msg_id.encode(), timestamp_s, body)
+        digest = hmac.new(self._key, signed, hashlib.sha256).digest()
+        return "v1," + base64.b64encode(digest).decode("ascii")
+
+    def headers(self, msg_id: str, body: bytes, *, timestamp_s: float | None = None) -> dict[str, str]:
+        """The three Standard Webhooks headers for `body`, stamped now (or at `timestamp_s`, unix seconds)."""
+        stamp = int(time.time() if timestamp_s is None else timestamp_s)
+        return {
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": self.signature(msg_id, stamp, body),
+        }

@@ -1,0 +1,82 @@
+"""Settings: defaults, Salad's variable names, and start-up errors that name the variable."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from comfyui_api.settings import SYSTEM_EVENT_NAMES, SettingsError, load_settings
+
+
+def test_defaults_without_comfyui_use_the_simulator(tmp_path: Path) -> None:
+    settings = load_settings({"COMFY_HOME": str(tmp_path / "missing"), "COMFYUI_API_HOME": str(tmp_path)})
+    assert settings.comfy.using_simulator
+    assert settings.comfy.cmd[:3] == (sys.executable, "-m", "comfyui_api.simulator")
+    assert settings.comfy.input_dir == tmp_path / "simulator" / "input"
+    assert "--input-directory" in settings.comfy.cmd
+    assert settings.server.port == 3000
+    assert settings.server.host == "::"
+
+
+def test_comfy_home_with_main_py_launches_comfyui(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text("")
+    settings = load_settings({"COMFY_HOME": str(tmp_path), "DIRECT_ADDRESS": "0.0.0.0", "COMFYUI_PORT_HOST": "9999"})
+    assert not settings.comfy.using_simulator
+    assert settings.comfy.cmd == ("python", "main.py", "--listen", "0.0.0.0", "--port", "9999")
+    assert settings.comfy.output_dir == tmp_path / "output"
+    assert settings.comfy.base_url == "http://0.0.0.0:9999"
+
+
+def test_cmd_is_split_like_a_shell() -> None:
+    settings = load_settings({"CMD": "python main.py --listen '127.0.0.1' --port 8188"})
+    assert settings.comfy.cmd == ("python", "main.py", "--listen", "127.0.0.1", "--port", "8188")
+
+
+def test_attach_mode_has_no_command_and_reads_outputs_over_http() -> None:
+    settings = load_settings({"COMFYUI_URL": "http://gpu-box:8188/"})
+    assert settings.comfy.cmd == ()
+    assert settings.comfy.base_url == "http://gpu-box:8188"
+    assert settings.comfy.outputs_colocated is False
+
+
+def test_ipv6_direct_address_is_bracketed() -> None:
+    assert load_settings({"DIRECT_ADDRESS": "::1"}).comfy.base_url == "http://[::1]:8188"
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"PORT": "abc"}, "PORT"),
+        ({"PORT": "0"}, "PORT"),
+        ({"MAX_QUEUE_DEPTH": "-1"}, "MAX_QUEUE_DEPTH"),
+        ({"ALWAYS_RESTART_COMFYUI": "maybe"}, "ALWAYS_RESTART_COMFYUI"),
+        ({"COMFYUI_URL": "gpu-box:8188"}, "COMFYUI_URL"),
+        ({"SYSTEM_WEBHOOK_EVENTS": "progress,nonsense"}, "SYSTEM_WEBHOOK_EVENTS"),
+        ({"MANIFEST_JSON": "{not json"}, "MANIFEST_JSON"),
+        ({"CMD": "python 'unterminated"}, "CMD"),
+        ({"HTTP_AUTH_HEADER_NAME": "X-Token"}, "HTTP_AUTH_HEADER_VALUE"),
+        ({"WARMUP_PROMPT_FILE": "/a.json", "WARMUP_PROMPT_URL": "http://x/a.json"}, "WARMUP_PROMPT_URL"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(SettingsError, match=needle):
+        load_settings(env)
+
+
+def test_system_events_all_and_meta() -> None:
+    settings = load_settings({"SYSTEM_WEBHOOK_EVENTS": "all", "SYSTEM_META_region": "eu", "SYSTEM_META_": "x"})
+    assert settings.webhooks.system_events == frozenset(SYSTEM_EVENT_NAMES)
+    assert dict(settings.webhooks.system_meta) == {"region": "eu"}
+
+
+def test_sizes_are_converted_to_bytes() -> None:
+    settings = load_settings({"MAX_BODY_SIZE_MB": "2", "LRU_CACHE_SIZE_GB": "0.5"})
+    assert settings.server.max_body_bytes == 2 * 1024 * 1024
+    assert settings.models.lru_cache_size_bytes == 512 * 1024 * 1024
+
+
+def test_system_events_accept_salads_bare_storage_names() -> None:
+    settings = load_settings({"SYSTEM_WEBHOOK_EVENTS": "file_uploaded, progress"})
+    assert settings.webhooks.system_events == frozenset({"storage.file_uploaded", "progress"})
