@@ -40,7 +40,7 @@ class Credential:
     """
 
     url_pattern: str
-    auth: Mapping[str, Any]
+    auth: Mapping[str, Any] = field(repr=False)  # secrets: kept out of repr (and so out of logs)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ call has a timeout; failures raise `StorageError` (never return a half-success).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -18,6 +18,27 @@ from comfyui_api.jobs.model import Credential
 class UploadedFile:
     url: str  # what the caller gets back (s3://..., https://..., or a presigned URL)
     size_bytes: int
+
+
+class ProviderNotConfigured(Exception):
+    """Raised by a provider's constructor when its settings are absent (as opposed to present but wrong)."""
+
+
+@dataclass(frozen=True)
+class StorageEvent:
+    """A finished transfer, for system events. `name` is "storage.file_uploaded" or "storage.file_downloaded";
+    `url` is already redacted (no userinfo, no query values)."""
+
+    name: str
+    provider: str
+    url: str
+    size_bytes: int
+    duration_ms: float
+    job_id: str | None = None
+
+
+StorageEventSink = Callable[[StorageEvent], None]
+"""Receives storage events. Must not block: implementations put the event on a queue."""
 
 
 @runtime_checkable

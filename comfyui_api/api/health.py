@@ -1,0 +1,31 @@
+"""GET /health (the process is up and ComfyUI started at least once) and GET /ready (ComfyUI is up, the server is
+not draining and the queue has room). Both answer from in-memory state only: no call to ComfyUI.
+"""
+
+from __future__ import annotations
+
+from litestar import Controller, Response, get
+
+from comfyui_api.api.schemas import HealthResponse, ReadyResponse
+from comfyui_api.api.services import ServicesDependency
+
+
+class HealthController(Controller):
+    tags = ["health"]
+
+    @get("/health", summary="Liveness: 200 once ComfyUI has started", sync_to_thread=False)
+    def health(self, services: ServicesDependency) -> Response[HealthResponse]:
+        started = services.instance.start_count > 0
+        body = HealthResponse(status="healthy" if started else "starting", comfyui=services.instance.phase)
+        return Response(body, status_code=200 if started else 503)
+
+    @get("/ready", summary="Readiness: 200 only when a new job would be accepted", sync_to_thread=False)
+    def ready(self, services: ServicesDependency) -> Response[ReadyResponse]:
+        phase = services.readiness_phase()
+        body = ReadyResponse(
+            status="ready" if phase == "ready" else "not_ready",
+            phase=phase,
+            queue_depth=services.registry.depth,
+            max_queue_depth=services.settings.server.max_queue_depth,
+        )
+        return Response(body, status_code=200 if phase == "ready" else 503)

@@ -1,0 +1,88 @@
+"""The body of a synchronous POST /prompt answer, written as a stream: each output file is base64-encoded chunk by
+chunk straight from disk (in a worker thread), so memory stays flat whatever the output size. The job's local
+output files are removed once the body was sent (or the client went away).
+
+Knows the wire shape (`api/schemas.py`) and the domain result; nothing about ComfyUI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
+
+import msgspec
+
+from comfyui_api.api.schemas import ExecutionStats, OutputInfo, StatsBody
+from comfyui_api.jobs.model import JobResult, OutputFile, Stats
+from comfyui_api.jobs.outputs import discard
+
+# A multiple of 3 bytes, so that the base64 of consecutive chunks concatenates without padding in between.
+CHUNK_BYTES = 3 * 256 * 1024
+
+
+def stats_body(stats: Stats) -> StatsBody:
+    return StatsBody(
+        queue_wait=stats.queue_wait_ms,
+        comfy_execution=ExecutionStats(
+            start=stats.execution_start_ms,
+            end=stats.execution_end_ms,
+            duration=stats.execution_ms,
+            nodes=stats.nodes,
+        ),
+        preprocess_time=stats.preprocess_ms,
+        comfy_round_trip_time=stats.comfy_round_trip_ms,
+        postprocess_time=stats.postprocess_ms,
+        total_time=stats.total_ms,
+    )
+
+
+def output_info(output: OutputFile) -> OutputInfo:
+    return OutputInfo(
+        node_id=output.node_id,
+        kind=output.kind,
+        filename=output.filename,
+        content_type=output.content_type,
+        size_bytes=output.size_bytes,
+    )
+
+
+def _read_encoded(handle: BinaryIO, size_bytes: int) -> bytes:
+    return base64.b64encode(handle.read(size_bytes))
+
+
+async def _encoded_file(path: Path, chunk_bytes: int) -> AsyncIterator[bytes]:
+    handle = await asyncio.to_thread(path.open, "rb")
+    try:
+        while chunk := await asyncio.to_thread(_read_encoded, handle, chunk_bytes):
+            yield chunk
+    finally:
+        handle.close()
+
+
+async def result_body(result: JobResult, *, chunk_bytes: int = CHUNK_BYTES) -> AsyncIterator[bytes]:
+    """`PromptResponse` as JSON bytes, field by field; `images[i]` streamed from `result.outputs[i].path`."""
+    encode = msgspec.json.encode
+    try:
+        yield b'{"id":' + encode(result.id) + b',"prompt":' + encode(result.graph) + b',"images":['
+        for index, output in enumerate(result.outputs):
+            yield b',"' if index else b'"'
+            if output.path is not None:
+                async for chunk in _encoded_file(output.path, chunk_bytes):
+                    yield chunk
+            yield b'"'
+        yield (
+            b'],"filenames":'
+            + encode([output.filename for output in result.outputs])
+            + b',"outputs":'
+            + encode([output_info(output) for output in result.outputs])
+            + b',"texts":'
+            + encode(result.texts)
+            + b',"stats":'
+            + encode(stats_body(result.stats))
+            + b"}"
+        )
+    finally:
+        discard(result.outputs)

@@ -1,0 +1,141 @@
+"""The `comfyui-api` command: `serve` (default) runs the HTTP server with uvicorn; `simulator` runs the bundled
+ComfyUI simulator with the rest of the command line.
+
+Signals: the first SIGTERM/SIGINT drains (no new jobs, /ready 503, in-flight jobs finish within SHUTDOWN_GRACE_S),
+then stops ComfyUI and exits 0; a second one exits at once. ComfyUI gone for good -> exit 1. Bad settings -> exit 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import runpy
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+import uvicorn
+from litestar import Litestar
+
+from comfyui_api.app import create_app, runtime_of
+from comfyui_api.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("comfyui_api")
+
+SETTINGS_EXIT_CODE = 2
+# After draining, uvicorn itself waits this long for responses still being written before it closes them.
+_RESPONSE_FLUSH_S = 10.0
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn, with a drain phase before shutdown and a settable exit code."""
+
+    def __init__(self, config: uvicorn.Config, *, app: Litestar, grace_s: float):
+        super().__init__(config)
+        self.exit_code = 0
+        self._app = app
+        self._grace_s = grace_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_task: asyncio.Task[None] | None = None
+        self._signal_count = 0
+
+    async def serve(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)  # type: ignore[arg-type]
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Unlike uvicorn's own handler, the signal is not re-raised after shutdown: a drained stop exits 0.
+        self._signal_count += 1
+        if self._loop is None:  # not serving yet: nothing to drain
+            self.should_exit = True
+        elif self._signal_count == 1:
+            self._loop.call_soon_threadsafe(self._begin_drain, sig)
+        elif self._signal_count == 2:
+            self._loop.call_soon_threadsafe(self._end_drain)
+        else:  # a third signal: do not even stop ComfyUI
+            self.should_exit = self.force_exit = True
+
+    def _begin_drain(self, sig: int) -> None:
+        log.info("received %s: draining (send it again to stop waiting for jobs)", signal.Signals(sig).name)
+        self._drain_task = asyncio.create_task(self._drain(), name="drain")
+
+    def _end_drain(self) -> None:
+        log.warning("second signal: cancelling the jobs still running")
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+        self._drain_task = asyncio.create_task(self._cancel_jobs(), name="cancel-jobs")
+
+    async def _cancel_jobs(self) -> None:
+        runtime = runtime_of(self._app)
+        try:
+            if runtime is not None:
+                await runtime.cancel_jobs()
+        finally:
+            self.should_exit = True
+
+    async def _drain(self) -> None:
+        runtime = runtime_of(self._app)
+        try:
+            if runtime is not None:
+                await runtime.drain(self._grace_s)
+        finally:
+            self.should_exit = True
+
+    def fail(self, exit_code: int) -> None:
+        """Stop the server because something it cannot run without is gone."""
+        self.exit_code = exit_code
+        self.should_exit = True
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.server.log_level, format=_LOG_FORMAT, stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))  # one line per request
+
+
+def serve(settings: Settings) -> int:
+    _configure_logging(settings)
+    if settings.comfy.using_simulator:
+        log.warning(
+            "No ComfyUI is configured (CMD, COMFYUI_URL and COMFY_HOME/main.py are all unset): running the bundled "
+            "ComfyUI simulator as CMD. Outputs are synthetic. Set CMD or COMFY_HOME to run a real ComfyUI."
+        )
+    holder: list[GracefulServer] = []
+    app = create_app(settings, on_fatal=lambda code: holder[0].fail(code))
+    config = uvicorn.Config(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level=settings.server.log_level.lower(),
+        lifespan="on",
+        timeout_graceful_shutdown=int(_RESPONSE_FLUSH_S),
+    )
+    server = GracefulServer(config, app=app, grace_s=settings.server.shutdown_grace_s)
+    holder.append(server)
+    server.run()
+    if server.exit_code == 0 and not server.started:
+        return 1  # start-up failed (e.g. the port is taken); uvicorn logged why
+    return server.exit_code
+
+
+def run_simulator(argv: Sequence[str]) -> int:
+    sys.argv = ["comfyui_api.simulator", *argv]
+    runpy.run_module("comfyui_api.simulator", run_name="__main__", alter_sys=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = args.pop(0) if args and args[0] in ("serve", "simulator") else "serve"
+    if command == "simulator":
+        return run_simulator(args)
+    if args and args[0] in ("-h", "--help"):
+        print("usage: comfyui-api [serve | simulator [simulator options...]]\nconfigured by environment variables")
+        return 0
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"comfyui-api: invalid settings: {exc}", file=sys.stderr)
+        return SETTINGS_EXIT_CODE
+    return serve(settings)

@@ -1,0 +1,110 @@
+"""The live jobs of one server, by id: their status and the task running each, for admission (queue depth),
+interrupts, draining and status lookups.
+
+State lives on a `JobRegistry` object (one per server); nothing global. Knows nothing about HTTP or ComfyUI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from comfyui_api.errors import CapacityError, InvalidRequest, JobNotFound
+from comfyui_api.jobs.model import JobStatus
+
+
+@dataclass
+class JobEntry:
+    id: str
+    status: JobStatus = JobStatus.QUEUED
+    created_at_s: float = field(default_factory=time.time)
+    task: asyncio.Task[Any] | None = None
+    cancel_requested: bool = False
+    cancel_reason: str = "cancelled"
+
+    def mark_running(self) -> None:
+        self.status = JobStatus.RUNNING
+
+    def request_cancel(self, reason: str = "cancelled") -> bool:
+        """Mark the job cancelled (`reason` ends up in its error) and cancel its task; False when it has no task or
+        it already ended."""
+        self.cancel_requested = True
+        self.cancel_reason = reason
+        if self.task is None or self.task.done():
+            return False
+        self.task.cancel()
+        return True
+
+
+class JobRegistry:
+    """Admits jobs up to `max_depth` (0 = unbounded) and tracks them until they end."""
+
+    def __init__(self, *, max_depth: int = 0, retry_after_s: int = 5):
+        self._max_depth = max_depth
+        self._retry_after_s = retry_after_s
+        self._jobs: dict[str, JobEntry] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._accepting = True
+
+    @property
+    def depth(self) -> int:
+        return len(self._jobs)
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    def stop_admitting(self) -> None:
+        """From now on `admit` refuses every job (the server is draining); live jobs carry on."""
+        self._accepting = False
+
+    @property
+    def is_full(self) -> bool:
+        return self._max_depth > 0 and len(self._jobs) >= self._max_depth
+
+    def admit(self, job_id: str) -> JobEntry:
+        """Register a new job; CapacityError when full or draining, InvalidRequest when the id is already live."""
+        if not self._accepting:
+            raise CapacityError(
+                "the server is shutting down; retry on another instance", retry_after_s=self._retry_after_s
+            )
+        if job_id in self._jobs:
+            raise InvalidRequest(f"a job with id {job_id!r} is already running", field="id")
+        if self.is_full:
+            raise CapacityError(
+                f"the queue is full ({self._max_depth} jobs); retry later", retry_after_s=self._retry_after_s
+            )
+        entry = JobEntry(job_id)
+        self._jobs[job_id] = entry
+        self._idle.clear()
+        return entry
+
+    def get(self, job_id: str) -> JobEntry:
+        entry = self._jobs.get(job_id)
+        if entry is None:
+            raise JobNotFound(f"no job with id {job_id!r} is queued or running", field="id")
+        return entry
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._jobs
+
+    def __iter__(self) -> Iterator[JobEntry]:
+        return iter(list(self._jobs.values()))
+
+    def remove(self, job_id: str) -> None:
+        self._jobs.pop(job_id, None)
+        if not self._jobs:
+            self._idle.set()
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no job is live; False when `timeout_s` passed first."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True

@@ -1,0 +1,282 @@
+"""The job runner: one job's life from request to result. stage -> isolate -> subscribe -> queue -> track ->
+collect, emitting JobEvents to the caller's sink, bounded by the job's timeout_s.
+
+Talks to ComfyUI only through `comfy/`; never raises HTTP errors (adapters map `comfyui_api.errors`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from comfyui_api.comfy import graph as comfy_graph
+from comfyui_api.comfy.client import ComfyClient
+from comfyui_api.comfy.subscription import Subscription
+from comfyui_api.errors import ComfyApiError, ComfyUnavailable, JobCancelled, JobTimeout, WorkflowRejected
+from comfyui_api.jobs.model import (
+    EventSink,
+    JobCompleted,
+    JobFailed,
+    JobQueued,
+    JobRequest,
+    JobResult,
+    JobStatus,
+    OutputReady,
+    Stats,
+)
+from comfyui_api.jobs.outputs import OutputCollector, discard
+from comfyui_api.jobs.registry import JobEntry, JobRegistry
+from comfyui_api.jobs.staging import InputStager
+from comfyui_api.jobs.tracking import PromptOutcome, PromptWatch
+from comfyui_api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RUN_MARKER_INPUT = "comfyui_api_run"
+_ABANDON_TIMEOUT_S = 5.0  # removing/interrupting a prompt we gave up on; best effort, must not hold up the error
+_PARTIAL_RUN_WAIT_S = 10.0  # how long a withdrawn, partly accepted prompt may take to stop before we clean up
+
+
+class EventSubscriber(Protocol):
+    def subscribe(self, prompt_id: str) -> Subscription: ...
+
+
+class ComfyInstanceLike(Protocol):
+    """What the runner needs of `comfy.instance.ComfyInstance`."""
+
+    @property
+    def client(self) -> ComfyClient: ...
+
+    @property
+    def events(self) -> EventSubscriber: ...
+
+    @property
+    def client_id(self) -> str: ...
+
+    @property
+    def is_ready(self) -> bool: ...
+
+    @property
+    def phase(self) -> str: ...
+
+    @property
+    def start_count(self) -> int: ...
+
+
+InterruptOutcome = Literal["removed", "interrupted"]
+
+
+@dataclass
+class _Clock:
+    """Wall-clock marks of one job (epoch ms)."""
+
+    received_ms: float
+    staged_ms: float = 0.0
+    queued_ms: float = 0.0
+    finished_ms: float = 0.0
+
+
+def _now_ms() -> float:
+    return time.time() * 1000.0
+
+
+def mark_run(graph: Mapping[str, Any]) -> dict[str, Any]:
+    """Give every output node an input unique to this run. ComfyUI ignores unknown inputs when it validates and
+    executes, but its cache key includes them: so output nodes always run and write files of their own. Without it a
+    resubmission (same id, or a PreviewImage-only graph) would get back the names of files an earlier job took."""
+    marker = uuid.uuid4().hex
+    marked = dict(graph)
+    for node_id in comfy_graph.output_node_ids(graph):
+        marked = comfy_graph.with_input(marked, node_id, RUN_MARKER_INPUT, marker)
+    return marked
+
+
+class JobRunner:
+    """Runs jobs on one ComfyInstance. `run` is safe to call concurrently; ComfyUI orders the execution."""
+
+    def __init__(
+        self,
+        instance: ComfyInstanceLike,
+        settings: Settings,
+        *,
+        registry: JobRegistry,
+        stager: InputStager,
+        collector: OutputCollector,
+    ):
+        self._instance = instance
+        self._settings = settings
+        self._registry = registry
+        self._stager = stager
+        self._collector = collector
+
+    @property
+    def registry(self) -> JobRegistry:
+        return self._registry
+
+    async def run(self, request: JobRequest, sink: EventSink) -> JobResult:
+        """Run one job to its end. Raises a ComfyApiError (after emitting JobFailed) when it does not complete."""
+        if not self._instance.is_ready:
+            raise ComfyUnavailable(f"ComfyUI is not ready (phase: {self._instance.phase})")
+        entry = self._registry.admit(request.id)
+        try:
+            task = asyncio.create_task(self._run_guarded(request, sink, entry))
+            entry.task = task
+            return await task
+        finally:
+            self._registry.remove(request.id)
+
+    async def interrupt(self, job_id: str) -> InterruptOutcome:
+        """Stop a job: removed from ComfyUI's queue if pending, interrupted if running. JobNotFound if unknown."""
+        entry = self._registry.get(job_id)
+        status = entry.status
+        if entry.request_cancel("interrupted on request") and entry.task is not None:
+            # The job's own task withdraws the prompt from ComfyUI as it winds down; answer once it has.
+            await asyncio.wait([entry.task], timeout=_ABANDON_TIMEOUT_S + 1.0)
+        return "interrupted" if status is JobStatus.RUNNING else "removed"
+
+    async def _run_guarded(self, request: JobRequest, sink: EventSink, entry: JobEntry) -> JobResult:
+        """The job's task boundary: every failure is logged once with the job id and becomes a ComfyApiError."""
+        try:
+            async with asyncio.timeout(request.timeout_s):
+                result = await self._run_stages(request, sink, entry)
+        except TimeoutError:
+            await self._abandon(request.id)
+            error: ComfyApiError = JobTimeout(f"job {request.id} did not finish within {request.timeout_s:g}s")
+            self._fail(entry, sink, error, JobStatus.FAILED)
+            raise error from None
+        except asyncio.CancelledError:
+            await self._abandon(request.id)
+            if not entry.cancel_requested:
+                raise
+            error = JobCancelled(f"job {request.id} was {entry.cancel_reason}")
+            self._fail(entry, sink, error, JobStatus.CANCELLED)
+            raise error from None
+        except ComfyApiError as exc:
+            status = JobStatus.CANCELLED if isinstance(exc, JobCancelled) else JobStatus.FAILED
+            self._fail(entry, sink, exc, status)
+            raise
+        except Exception as exc:
+            log.exception("job %s failed unexpectedly", request.id)
+            await self._abandon(request.id)
+            error = ComfyApiError(f"internal error while running job {request.id}: {type(exc).__name__}")
+            self._fail(entry, sink, error, JobStatus.FAILED)
+            raise error from exc
+        finally:
+            self._stager.cleanup(request.id)
+        entry.status = JobStatus.COMPLETED
+        log.info("job %s completed in %.0f ms: %d output(s)", request.id, result.stats.total_ms, len(result.outputs))
+        sink(JobCompleted(request.id, result))
+        return result
+
+    def _fail(self, entry: JobEntry, sink: EventSink, error: ComfyApiError, status: JobStatus) -> None:
+        entry.status = status
+        self._collector.remove_job_dir(entry.id)
+        log.info("job %s %s: %s", entry.id, status.value, error.message)
+        sink(JobFailed(entry.id, error))
+
+    async def _run_stages(self, request: JobRequest, sink: EventSink, entry: JobEntry) -> JobResult:
+        clock = _Clock(received_ms=_now_ms())
+        entry.status = JobStatus.STAGING
+        graph = await self._prepare(request)
+        clock.staged_ms = _now_ms()
+        with self._instance.events.subscribe(request.id) as subscription:
+            clock.queued_ms = _now_ms()
+            try:
+                await self._submit(request.id, graph, sink, entry)
+            except WorkflowRejected:
+                await self._discard_partial_run(request.id, graph, subscription)
+                raise
+            watch = self._watch(request.id, graph, subscription, sink, on_started=entry.mark_running)
+            outcome = await watch.wait()
+        clock.finished_ms = _now_ms()
+        outputs, texts = await self._collector.collect(request.id, outcome.outputs, keep=request.keep_outputs)
+        for output in outputs:
+            sink(OutputReady(request.id, output))
+        if request.discard_outputs:
+            discard(outputs)
+        return JobResult(request.id, graph, outputs, texts, self._stats(clock, outcome))
+
+    async def _prepare(self, request: JobRequest) -> dict[str, Any]:
+        """Stage media inputs, then give this job its own output names and normalised paths."""
+        graph, _ = await self._stager.stage(request.id, request.graph, credentials=request.credentials)
+        graph = comfy_graph.rewrite_filename_prefixes(graph, request.id)
+        return comfy_graph.normalise_paths(mark_run(graph))
+
+    async def _submit(self, job_id: str, graph: Mapping[str, Any], sink: EventSink, entry: JobEntry) -> None:
+        client = self._instance.client
+        await client.queue_prompt(graph, prompt_id=job_id, client_id=self._instance.client_id)
+        if entry.status is JobStatus.STAGING:  # the prompt may already have started (fast ComfyUI, frames first)
+            entry.status = JobStatus.QUEUED
+        try:
+            position = await client.queue_position(job_id)
+        except ComfyApiError:
+            position = None
+        sink(JobQueued(job_id, position if position is not None else 0))
+
+    def _watch(
+        self,
+        job_id: str,
+        graph: Mapping[str, Any],
+        subscription: Subscription,
+        sink: EventSink,
+        *,
+        on_started: Callable[[], None] = lambda: None,
+    ) -> PromptWatch:
+        return PromptWatch(
+            job_id,
+            messages=subscription,
+            history=self._instance.client,
+            graph=graph,
+            sink=sink,
+            idle_timeout_s=self._settings.comfy.ws_idle_timeout_s,
+            on_started=on_started,
+        )
+
+    async def _discard_partial_run(self, job_id: str, graph: Mapping[str, Any], subscription: Subscription) -> None:
+        """ComfyUI queues the valid part of a partly invalid graph, and on an idle ComfyUI it runs before it can be
+        withdrawn: wait (bounded) for it to end, then remove whatever it wrote. Nothing to do when fully rejected."""
+        client = self._instance.client
+        with contextlib.suppress(ComfyApiError):
+            if await client.queue_position(job_id) is None and await client.get_history(job_id) is None:
+                return
+        watch = self._watch(job_id, graph, subscription, lambda _: None)
+        outputs: Mapping[str, Any] = {}
+        try:
+            async with asyncio.timeout(_PARTIAL_RUN_WAIT_S):
+                outputs = (await watch.wait()).outputs
+        except (ComfyApiError, TimeoutError):
+            outputs = watch.outputs_seen
+        with contextlib.suppress(ComfyApiError, OSError):
+            files, _ = await self._collector.collect(job_id, outputs, keep=False)
+            discard(files)
+        self._collector.remove_job_dir(job_id)
+
+    async def _abandon(self, job_id: str) -> None:
+        """Make sure ComfyUI drops a prompt we gave up on: remove it if pending, interrupt it if running."""
+        client = self._instance.client
+        with contextlib.suppress(ComfyApiError, TimeoutError, OSError):
+            async with asyncio.timeout(_ABANDON_TIMEOUT_S):
+                await client.delete_from_queue([job_id])
+                await client.interrupt(prompt_id=job_id)
+
+    @staticmethod
+    def _stats(clock: _Clock, outcome: PromptOutcome) -> Stats:
+        now = _now_ms()
+        start, end = outcome.execution_start_ms, outcome.execution_end_ms
+        return Stats(
+            queue_wait_ms=round(max(0.0, (start or clock.queued_ms) - clock.queued_ms), 3),
+            preprocess_ms=round(clock.staged_ms - clock.received_ms, 3),
+            comfy_round_trip_ms=round(clock.finished_ms - clock.staged_ms, 3),
+            execution_start_ms=start,
+            execution_end_ms=end,
+            execution_ms=round(end - start, 3) if start is not None and end is not None else None,
+            nodes=outcome.nodes,
+            postprocess_ms=round(now - clock.finished_ms, 3),
+            total_ms=round(now - clock.received_ms, 3),
+        )

@@ -1,0 +1,319 @@
+"""Start the real server (`python -m comfyui_api`) as a subprocess on loopback, with the simulator as its ComfyUI,
+everything under one temporary root; plus graph factories and small HTTP helpers shared by integration tests.
+
+Usage:
+    server = start_server(tmp_path, env={"MAX_QUEUE_DEPTH": "4"})
+    try: ... httpx.post(server.url("/prompt"), json={...}) ...
+    finally: server.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+CHECKPOINT = "test-model.safetensors"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ComfyDirs:
+    """The folders ComfyUI (the simulator) works in."""
+
+    root: Path
+
+    @property
+    def input(self) -> Path:
+        return self.root / "input"
+
+    @property
+    def output(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def temp(self) -> Path:
+        return self.root / "temp"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    def create(self) -> None:
+        for folder in (self.input, self.output, self.temp, self.models / "checkpoints"):
+            folder.mkdir(parents=True, exist_ok=True)
+        (self.models / "checkpoints" / CHECKPOINT).write_bytes(b"\0" * 16)
+
+    def files(self) -> list[Path]:
+        """Every file left in input/output/temp (the seeded checkpoint does not count)."""
+        found: list[Path] = []
+        for folder in (self.input, self.output, self.temp):
+            found.extend(path for path in folder.rglob("*") if path.is_file())
+        return sorted(found)
+
+
+def simulator_cmd(port: int, dirs: ComfyDirs, *, step_seconds: float, extra: tuple[str, ...] = ()) -> list[str]:
+    return [
+        sys.executable, "-m", "comfyui_api.simulator", "--listen", "127.0.0.1", "--port", str(port),
+        "--input-directory", str(dirs.input), "--output-directory", str(dirs.output),
+        "--temp-directory", str(dirs.temp), "--models-directory", str(dirs.models),
+        "--step-seconds", str(step_seconds), *extra,
+    ]  # fmt: skip
+
+
+@dataclass
+class ServerProcess:
+    root: Path
+    port: int
+    comfy_port: int
+    dirs: ComfyDirs
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    _log_handle: Any = field(default=None, repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """The server's TMPDIR: its job work folders live here."""
+        return self.root / "tmp"
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def start(self) -> ServerProcess:
+        self._log_handle = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "comfyui_api"],
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.logs()[-4000:]}")
+            try:
+                if httpx.get(self.url("/ready"), timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server not ready within {timeout_s}s:\n{self.logs()[-4000:]}")
+
+    def comfy_processes(self) -> list[psutil.Process]:
+        """The ComfyUI process(es) the server launched."""
+        if self.proc is None:
+            return []
+        try:
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def kill_comfy(self) -> None:
+        for child in self.comfy_processes():
+            child.kill()
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait_exit(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout_s)
+        finally:
+            if self._log_handle is not None:
+                self._log_handle.close()
+                self._log_handle = None
+
+    def stop(self) -> int | None:
+        """SIGTERM, wait; SIGKILL the whole tree if it hangs. Returns the exit code."""
+        if self.proc is None:
+            return None
+        children = self.comfy_processes()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.wait_exit()
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.wait_exit()
+        for child in children:
+            if child.is_running():
+                child.kill()
+        return code
+
+
+def make_server(
+    root: Path, *, env: Mapping[str, str] | None = None, step_seconds: float = 0.02, comfy_extra: tuple[str, ...] = ()
+) -> ServerProcess:
+    """A configured, not yet started server under `root`. `env` overrides (e.g. CMD, MAX_QUEUE_DEPTH)."""
+    root.mkdir(parents=True, exist_ok=True)
+    dirs = ComfyDirs(root / "comfy")
+    dirs.create()
+    (root / "tmp").mkdir(exist_ok=True)
+    port, comfy_port = free_port(), free_port()
+    base_env = {key: value for key, value in os.environ.items() if not key.startswith(("COMFY", "AWS_", "AZURE_"))}
+    base_env.update(
+        {
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "COMFYUI_PORT_HOST": str(comfy_port),
+            "COMFY_HOME": str(dirs.root),
+            "INPUT_DIR": str(dirs.input),
+            "OUTPUT_DIR": str(dirs.output),
+            "TEMP_DIR": str(dirs.temp),
+            "MODEL_DIR": str(dirs.models),
+            "CMD": shlex.join(simulator_cmd(comfy_port, dirs, step_seconds=step_seconds, extra=comfy_extra)),
+            "COMFYUI_API_HOME": str(root / "home"),
+            "CACHE_DIR": str(root / "cache"),
+            "TMPDIR": str(root / "tmp"),
+            "STARTUP_CHECK_INTERVAL_S": "0.1",
+            "SHUTDOWN_GRACE_S": "20",
+            "LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    base_env.update(env or {})
+    return ServerProcess(root, port, comfy_port, dirs, base_env, root / "server.log")
+
+
+def start_server(root: Path, **kwargs: Any) -> ServerProcess:
+    """make_server(...).start() and wait until /ready answers 200."""
+    server = make_server(root, **kwargs).start()
+    try:
+        server.wait_ready()
+    except Exception:
+        server.stop()
+        raise
+    return server
+
+
+def running_server(root: Path, **kwargs: Any) -> Iterator[ServerProcess]:
+    """For fixtures: yields a ready server, stops it afterwards."""
+    server = start_server(root, **kwargs)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]], *, timeout_s: float = 10.0, interval_s: float = 0.05
+) -> None:
+    """Poll `check` until it returns True; TimeoutError after timeout_s."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(interval_s)
+
+
+async def comfy_queue(comfy_port: int) -> dict[str, list[Any]]:
+    """ComfyUI's own GET /queue."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        return (await client.get(f"http://127.0.0.1:{comfy_port}/queue")).json()
+
+
+async def until_in_comfy_queue(comfy_port: int, job_id: str, where: str = "queue_running") -> None:
+    """Wait until ComfyUI lists the job under `where` ("queue_running" or "queue_pending")."""
+
+    async def listed() -> bool:
+        return any(item[1] == job_id for item in (await comfy_queue(comfy_port))[where])
+
+    await wait_until(listed)
+
+
+# ---- graphs ----------------------------------------------------------------------------------------------------
+
+
+def rgb(color: int) -> tuple[int, int, int]:
+    return (color >> 16) & 0xFF, (color >> 8) & 0xFF, color & 0xFF
+
+
+def image_graph(color: int = 0xFF0000, *, size: int = 16, prefix: str = "test") -> dict[str, Any]:
+    """EmptyImage(color) -> SaveImage."""
+    return {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": size, "height": size, "batch_size": 1, "color": color}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}},
+    }
+
+
+def load_image_graph(image: str) -> dict[str, Any]:
+    """LoadImage(image) -> ImageInvert -> SaveImage."""
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": image}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "loaded"}},
+    }
+
+
+def sampler_graph(steps: int, *, seed: int = 1, size: int = 64) -> dict[str, Any]:
+    """Checkpoint -> text encode -> KSampler(steps) -> VAEDecode -> SaveImage: slow in proportion to steps."""
+    return {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": size, "height": size, "batch_size": 1}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+        "3": {
+            "class_type": "KSampler",
+            "inputs": {
+                "seed": seed,
+                "steps": steps,
+                "cfg": 7.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "denoise": 1.0,
+                "model": ["4", 0],
+                "positive": ["6", 0],
+                "negative": ["7", 0],
+                "latent_image": ["5", 0],
+            },
+        },
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "sampled"}},
+    }
+
+
+def png_bytes(color: tuple[int, int, int] = (10, 200, 30), size: int = 8) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def decode_image(encoded: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(encoded))).convert("RGB")

@@ -1,0 +1,153 @@
+"""Output collection: every kind ComfyUI reports, temp-vs-output selection, moving/keeping ComfyUI's files,
+and the /view path when ComfyUI is not on our filesystem."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from comfyui_api.errors import ComfyProtocolError
+from comfyui_api.jobs.outputs import OutputCollector, discard, parse_outputs
+from comfyui_api.settings import ComfySettings
+from tests.unit.jobs.samples import audio_bytes, image_bytes
+
+PNG = image_bytes("PNG")
+
+
+def entry(filename: str, subfolder: str = "", folder_type: str = "output") -> dict:
+    return {"filename": filename, "subfolder": subfolder, "type": folder_type}
+
+
+def test_every_output_kind_is_recognised() -> None:
+    outputs = {
+        "9": {"images": [entry("a_00001_.png")]},
+        "10": {"images": [entry("anim_00001_.webp")], "animated": [True]},
+        "11": {"images": [entry("clip_00001_.mp4", "video")], "animated": [True]},
+        "12": {"gifs": [entry("vhs_00001.gif")], "videos": [entry("vhs_00001.webm")]},
+        "13": {"audio": [entry("sound_00001_.flac", "audio")]},
+        "14": {"latents": [entry("lat_00001_.latent", "latents")]},
+        "15": {"3d": [entry("mesh.glb", "3d")], "unrelated": [1, 2], "more": "text"},
+        "16": {"text": ["hello", "world"]},
+    }
+    refs, texts = parse_outputs(outputs)
+    assert [(ref.node_id, ref.kind, ref.filename) for ref in refs] == [
+        ("9", "image", "a_00001_.png"),
+        ("10", "animated", "anim_00001_.webp"),
+        ("11", "video", "clip_00001_.mp4"),
+        ("12", "animated", "vhs_00001.gif"),
+        ("12", "video", "vhs_00001.webm"),
+        ("13", "audio", "sound_00001_.flac"),
+        ("14", "latent", "lat_00001_.latent"),
+        ("15", "file", "mesh.glb"),
+    ]
+    assert refs[2].subfolder == "video"
+    assert texts == ["hello", "world"]
+
+
+def test_temp_outputs_count_only_without_saved_outputs() -> None:
+    previews_only = {"3": {"images": [entry("ComfyUI_temp_abcde_00001_.png", folder_type="temp")]}}
+    refs, _ = parse_outputs(previews_only)
+    assert [ref.folder_type for ref in refs] == ["temp"]
+    mixed = {**previews_only, "4": {"images": [entry("saved.png")]}, "5": {"images": [entry("x.png", "", "input")]}}
+    refs, _ = parse_outputs(mixed)
+    assert [ref.filename for ref in refs] == ["saved.png"]
+
+
+def comfy_dirs(tmp_path: Path, **overrides) -> ComfySettings:
+    settings = ComfySettings(output_dir=tmp_path / "output", temp_dir=tmp_path / "temp", **overrides)
+    (tmp_path / "output" / "sub").mkdir(parents=True)
+    (tmp_path / "temp").mkdir()
+    return settings
+
+
+class NoView:
+    async def download_output(self, filename: str, subfolder: str, folder_type: str, dest: Path) -> int:
+        raise AssertionError("co-located outputs must be read from disk")
+
+
+async def test_colocated_outputs_are_moved_out_of_comfyui(tmp_path: Path) -> None:
+    settings = comfy_dirs(tmp_path)
+    (tmp_path / "output" / "sub" / "j_00001_.png").write_bytes(PNG)
+    flac = audio_bytes("flac", "flac")
+    (tmp_path / "output" / "j_00001_.flac").write_bytes(flac)
+    collector = OutputCollector(settings, NoView(), tmp_path / "work")
+    files, _ = await collector.collect(
+        "job", {"9": {"images": [entry("j_00001_.png", "sub")]}, "10": {"audio": [entry("j_00001_.flac")]}}
+    )
+    assert [(f.kind, f.content_type, f.size_bytes) for f in files] == [
+        ("image", "image/png", len(PNG)),
+        ("audio", "audio/flac", len(flac)),
+    ]
+    assert all(f.path is not None and f.path.parent == tmp_path / "work" / "job" for f in files)
+    assert files[0].path is not None and files[0].path.read_bytes() == PNG
+    assert list((tmp_path / "output").rglob("*.*")) == []
+    discard(files)
+    assert not (tmp_path / "work" / "job").exists()
+
+
+async def test_kept_outputs_stay_in_comfyui(tmp_path: Path) -> None:
+    settings = comfy_dirs(tmp_path, keep_outputs=True)
+    original = tmp_path / "output" / "j_00001_.png"
+    original.write_bytes(PNG)
+    collector = OutputCollector(settings, NoView(), tmp_path / "work")
+    files, _ = await collector.collect("job", {"9": {"images": [entry("j_00001_.png")]}})
+    discard(files)
+    assert original.read_bytes() == PNG
+
+
+async def test_request_can_override_keep(tmp_path: Path) -> None:
+    settings = comfy_dirs(tmp_path, keep_outputs=True)
+    original = tmp_path / "output" / "j.png"
+    original.write_bytes(PNG)
+    files, _ = await OutputCollector(settings, NoView(), tmp_path / "work").collect(
+        "job", {"9": {"images": [entry("j.png")]}}, keep=False
+    )
+    assert not original.exists()
+    assert files[0].path is not None and files[0].path.exists()
+
+
+async def test_missing_file_is_a_protocol_error(tmp_path: Path) -> None:
+    collector = OutputCollector(comfy_dirs(tmp_path), NoView(), tmp_path / "work")
+    with pytest.raises(ComfyProtocolError, match="not on disk"):
+        await collector.collect("job", {"9": {"images": [entry("gone.png")]}})
+
+
+async def test_paths_outside_the_output_folder_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret.png").write_bytes(PNG)
+    collector = OutputCollector(comfy_dirs(tmp_path), NoView(), tmp_path / "work")
+    with pytest.raises(ComfyProtocolError, match="outside"):
+        await collector.collect("job", {"9": {"images": [entry("secret.png", "..")]}})
+    assert (tmp_path / "secret.png").exists()
+
+
+async def test_remote_comfyui_outputs_come_through_view(tmp_path: Path) -> None:
+    class View:
+        def __init__(self) -> None:
+            self.asked: list[tuple[str, str, str]] = []
+
+        async def download_output(self, filename: str, subfolder: str, folder_type: str, dest: Path) -> int:
+            self.asked.append((filename, subfolder, folder_type))
+            return await asyncio.to_thread(dest.write_bytes, PNG)
+
+    view = View()
+    settings = comfy_dirs(tmp_path, outputs_colocated=False)
+    files, _ = await OutputCollector(settings, view, tmp_path / "work").collect(
+        "job", {"9": {"images": [entry("ComfyUI_temp_x_00001_.png", "", "temp")]}}
+    )
+    assert view.asked == [("ComfyUI_temp_x_00001_.png", "", "temp")]
+    assert files[0].content_type == "image/png"
+    assert files[0].comfy_type == "temp"
+
+
+async def test_same_name_in_two_subfolders_does_not_collide(tmp_path: Path) -> None:
+    settings = comfy_dirs(tmp_path)
+    (tmp_path / "output" / "x.png").write_bytes(PNG)
+    (tmp_path / "output" / "sub" / "x.png").write_bytes(image_bytes("PNG", color=(1, 2, 3)))
+    files, _ = await OutputCollector(settings, NoView(), tmp_path / "work").collect(
+        "job", {"9": {"images": [entry("x.png"), entry("x.png", "sub")]}}
+    )
+    assert files[0].path != files[1].path
+    assert files[0].path is not None and files[1].path is not None
+    assert files[0].path.read_bytes() != files[1].path.read_bytes()
