@@ -23,19 +23,30 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
+from comfyui_api.api.delivery_services import DeliveryServices
+from comfyui_api.api.downloads import MODEL_LIBRARY_STATE_KEY, DownloadController
 from comfyui_api.api.errors import EXCEPTION_HANDLERS
 from comfyui_api.api.health import HealthController
 from comfyui_api.api.interrupts import InterruptController
 from comfyui_api.api.models import ModelsController
 from comfyui_api.api.prompts import PromptController
 from comfyui_api.api.services import STATE_KEY, Services, provide_services
+from comfyui_api.api.workflow_routes import WorkflowRoutes
 from comfyui_api.comfy.instance import ComfyInstance
 from comfyui_api.errors import ComfyUnavailable
+from comfyui_api.jobs.output_delivery import OutputDelivery
 from comfyui_api.jobs.outputs import OutputCollector
 from comfyui_api.jobs.registry import JobRegistry
+from comfyui_api.jobs.remote_inputs import RegistryInputSource
 from comfyui_api.jobs.runner import JobRunner
 from comfyui_api.jobs.staging import InputStager
+from comfyui_api.jobs.warmup import Warmup
+from comfyui_api.models.download import storage_downloader
+from comfyui_api.models.services import ModelServices
 from comfyui_api.settings import Settings
+from comfyui_api.startup import StartupSequence
+from comfyui_api.storage.base import StorageEvent
+from comfyui_api.storage.registry import StorageRegistry
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +55,7 @@ FATAL_EXIT_CODE = 1
 _DOWNLOAD_CONNECT_TIMEOUT_S = 10.0
 _CANCEL_WAIT_S = 5.0  # cancelled jobs only withdraw their prompt from ComfyUI; that takes milliseconds
 _COMFY_STOP_GRACE_S = 10.0  # SIGTERM to ComfyUI, then SIGKILL: jobs have been drained by then
+_DELIVERY_CLOSE_S = 10.0  # webhooks still pending at shutdown (jobs were drained first) get this long
 
 
 class ServiceRuntime:
@@ -58,23 +70,67 @@ class ServiceRuntime:
         )
         self.instance = ComfyInstance(settings.comfy, on_fatal=self._comfy_gone)
         registry = JobRegistry(max_depth=settings.server.max_queue_depth)
-        stager = InputStager(settings.jobs, settings.comfy.input_dir, http=self._http)
+        self.storage = StorageRegistry.from_settings(settings.storage, on_event=self._storage_event)
+        self.models = ModelServices.from_settings(
+            settings.models, settings.comfy, downloader=storage_downloader(self.storage), on_event=self._model_event
+        )
+        remote = RegistryInputSource(self.storage, settings.comfy.input_dir)
+        stager = InputStager(settings.jobs, settings.comfy.input_dir, http=self._http, remote=remote)
         collector = OutputCollector(settings.comfy, self.instance.client, self._work_dir)
-        runner = JobRunner(self.instance, settings, registry=registry, stager=stager, collector=collector)
-        self.services = Services(settings=settings, instance=self.instance, registry=registry, runner=runner)
+        delivery = OutputDelivery(self.storage, max_fallback_bytes=settings.storage.max_base64_fallback_bytes)
+        runner = JobRunner(
+            self.instance,
+            settings,
+            registry=registry,
+            stager=stager,
+            collector=collector,
+            delivery=delivery,
+            models=self.models.resolver,
+        )
+        self.services = Services(
+            settings=settings, instance=self.instance, registry=registry, runner=runner, storage=self.storage
+        )
+        self.startup = StartupSequence(
+            self.instance, self.models, Warmup(settings.warmup), runner, on_fatal=self._startup_failed
+        )
+        self.services.startup = self.startup
+        self.delivery = DeliveryServices.build(settings.webhooks, runner, self.instance.events)
+        self.services.async_jobs = self.delivery.jobs
+        self.services.extras["system_events"] = self.delivery.system_events
+        self.instance.add_ready_callback(self.startup.on_comfy_ready)
         self._start_task: asyncio.Task[None] | None = None
+
+    def _storage_event(self, event: StorageEvent) -> None:
+        """storage.file_uploaded / storage.file_downloaded: forwarded to the system-events publisher, if one runs."""
+        publisher = self.services.extras.get("system_events")
+        if publisher is not None:
+            publisher.publish(event.name, event.data())
+
+    def _model_event(self, name: str, data: Mapping[str, Any]) -> None:
+        """storage.file_downloaded / storage.file_deleted of the model cache, like `_storage_event`."""
+        publisher = self.services.extras.get("system_events")
+        if publisher is not None:
+            publisher.publish(name, data)
 
     def start(self) -> None:
         """Start ComfyUI in the background: the HTTP server answers /health and /ready meanwhile."""
         self._settings.comfy.input_dir.mkdir(parents=True, exist_ok=True)
         self._start_task = asyncio.create_task(self._start_comfy(), name="comfyui-start")
+        self.delivery.start()
 
     async def _start_comfy(self) -> None:
+        if not await self.startup.before_comfy_starts():
+            return
         try:
             await self.instance.start()
         except ComfyUnavailable as exc:
             log.critical("ComfyUI did not start: %s", exc.message)
             self._comfy_gone(None)
+
+    def _startup_failed(self, reason: str) -> None:
+        self.services.registry.stop_admitting()
+        if self._on_fatal is not None:
+            self._on_fatal(FATAL_EXIT_CODE)
 
     def _comfy_gone(self, returncode: int | None) -> None:
         log.critical("ComfyUI is gone (exit code %s): the server stops", returncode)
@@ -105,8 +161,11 @@ class ServiceRuntime:
             self._start_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._start_task
+        await self.delivery.aclose(_DELIVERY_CLOSE_S)
         await self.instance.stop(_COMFY_STOP_GRACE_S)
         await self._http.aclose()
+        await self.models.aclose()
+        await self.storage.aclose()
         shutil.rmtree(self._work_dir, ignore_errors=True)
 
 
@@ -118,6 +177,10 @@ def _lifespan(
         runtime = ServiceRuntime(settings, on_fatal)
         app.state[STATE_KEY] = runtime.services
         app.state["runtime"] = runtime
+        app.state[MODEL_LIBRARY_STATE_KEY] = runtime.models.library
+        if settings.workflows.workflow_dir is not None:
+            routes = WorkflowRoutes(app, settings.workflows.workflow_dir, runtime.instance.client)
+            runtime.startup.serve_workflows(routes.load)
         runtime.start()
         try:
             yield
@@ -153,7 +216,7 @@ def build_http_app(
 ) -> Litestar:
     """Routes, error mapping, body limit and docs; the services come from `lifespan` (or `state`, in tests)."""
     return Litestar(
-        route_handlers=[PromptController, InterruptController, HealthController, ModelsController],
+        route_handlers=[PromptController, InterruptController, HealthController, ModelsController, DownloadController],
         lifespan=list(lifespan),
         state=State(dict(state or {})),
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},

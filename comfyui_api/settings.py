@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from comfyui_api.delivery.signing import decode_webhook_secret
+
 T = TypeVar("T")
 
 SYSTEM_EVENT_NAMES = (
@@ -47,6 +49,7 @@ class ServerSettings:
     max_queue_depth: int = 0  # MAX_QUEUE_DEPTH; 0 = unbounded
     shutdown_grace_s: float = 60.0  # SHUTDOWN_GRACE_S: how long in-flight jobs may finish after SIGTERM
     log_level: str = "INFO"  # LOG_LEVEL
+    sse_heartbeat_s: float = 15.0  # SSE_HEARTBEAT_S: a comment line on a quiet event stream, for idle proxies
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ class ModelSettings:
     cache_dir: Path = field(default_factory=lambda: Path("~/.cache/comfyui-api").expanduser())  # CACHE_DIR
     lru_cache_size_bytes: int = 0  # LRU_CACHE_SIZE_GB; 0 = no eviction
     ready_waits_for_after_start: bool = True  # READY_WAITS_FOR_MODELS
+    download_timeout_s: float = 3600.0  # MODEL_DOWNLOAD_TIMEOUT_S: one model download (manifest, URL, /download)
 
 
 @dataclass(frozen=True)
@@ -237,7 +241,9 @@ def _comfy_settings(env: _Env, simulator_home: Path) -> ComfySettings:
     model_dir = env.path("MODEL_DIR", home / "models")
     if using_simulator:
         cmd += ("--input-directory", str(input_dir), "--output-directory", str(output_dir))
-        cmd += ("--temp-directory", str(temp_dir), "--models-directory", str(model_dir))
+        # ComfyUI (and so the simulator) writes temp files into `<--temp-directory>/temp`.
+        temp_root = temp_dir.parent if temp_dir.name == "temp" else temp_dir
+        cmd += ("--temp-directory", str(temp_root), "--models-directory", str(model_dir))
     return ComfySettings(
         url=url,
         cmd=cmd,
@@ -291,6 +297,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = _Env(os.environ if environ is None else environ)
     data_home = env.path("COMFYUI_API_HOME", Path("~/.local/share/comfyui-api").expanduser())
     webhook_secret = env.text("WEBHOOK_SECRET", None)
+    if webhook_secret is not None:
+        try:
+            decode_webhook_secret(webhook_secret)
+        except ValueError as exc:  # the message names WEBHOOK_SECRET and never echoes it
+            raise SettingsError(str(exc)) from None
     settings = Settings(
         server=ServerSettings(
             host=env.text("HOST", "::"),
@@ -299,6 +310,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             max_queue_depth=env.integer("MAX_QUEUE_DEPTH", 0),
             shutdown_grace_s=env.number("SHUTDOWN_GRACE_S", 60.0),
             log_level=env.text("LOG_LEVEL", "INFO").upper(),
+            sse_heartbeat_s=env.number("SSE_HEARTBEAT_S", 15.0, minimum=0.1),
         ),
         comfy=_comfy_settings(env, data_home / "simulator"),
         jobs=JobSettings(
@@ -339,6 +351,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             cache_dir=env.path("CACHE_DIR", Path("~/.cache/comfyui-api").expanduser()),
             lru_cache_size_bytes=int(env.number("LRU_CACHE_SIZE_GB", 0.0) * 1024**3),
             ready_waits_for_after_start=env.flag("READY_WAITS_FOR_MODELS", True),
+            download_timeout_s=env.number("MODEL_DOWNLOAD_TIMEOUT_S", 3600.0, minimum=0.1),
         ),
         warmup=WarmupSettings(
             prompt_file=env.path("WARMUP_PROMPT_FILE", None),

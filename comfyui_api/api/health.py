@@ -1,5 +1,6 @@
-"""GET /health (the process is up and ComfyUI started at least once) and GET /ready (ComfyUI is up, the server is
-not draining and the queue has room). Both answer from in-memory state only: no call to ComfyUI.
+"""GET /health (the process is up and ComfyUI started at least once) and GET /ready (ComfyUI is up, its start-up
+steps are done, the server is not draining and the queue has room). Both answer from in-memory state only: no call
+to ComfyUI.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ class HealthController(Controller):
     @get("/ready", summary="Readiness: 200 only when a new job would be accepted", sync_to_thread=False)
     def ready(self, services: ServicesDependency) -> Response[ReadyResponse]:
         phase = services.readiness_phase()
+        steps = services.startup.details() if services.startup is not None else {}
         body = ReadyResponse(
             status="ready" if phase == "ready" else "not_ready",
             phase=phase,
             queue_depth=services.registry.depth,
             max_queue_depth=services.settings.server.max_queue_depth,
+            models=steps.get("models"),
+            warmup=steps.get("warmup"),
         )
         return Response(body, status_code=200 if phase == "ready" else 503)

@@ -7,17 +7,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from litestar import Controller, post
+from litestar import Controller, Request, Response, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from litestar.response import Stream
 
+from comfyui_api.api.async_jobs import is_async, with_delivery_fields
+from comfyui_api.api.progress_stream import progress_response, wants_event_stream
 from comfyui_api.api.result_stream import result_body
-from comfyui_api.api.schemas import ERROR_RESPONSES, PromptRequest, PromptResponse
-from comfyui_api.api.services import ServicesDependency
-from comfyui_api.errors import InvalidRequest
+from comfyui_api.api.schemas import ERROR_RESPONSES, AcceptedResponse, PromptRequest, PromptResponse
+from comfyui_api.api.services import Services, ServicesDependency
+from comfyui_api.api.storage_fields import prompt_storage_fields
+from comfyui_api.errors import ComfyUnavailable, InvalidRequest
 from comfyui_api.jobs.model import JobEvent, JobRequest
+from comfyui_api.jobs.output_delivery import delivery_failure
 from comfyui_api.settings import JobSettings
+from comfyui_api.storage.registry import StorageRegistry
 
 
 def job_timeout_s(requested_s: float | None, settings: JobSettings) -> float:
@@ -43,9 +48,16 @@ def check_graph(graph: Mapping[str, Any]) -> None:
             raise InvalidRequest("inputs must be an object", field=f"prompt.{node_id}.inputs")
 
 
-def to_job_request(body: PromptRequest, settings: JobSettings) -> JobRequest:
+def to_job_request(body: PromptRequest, settings: JobSettings, storage: StorageRegistry | None = None) -> JobRequest:
     check_graph(body.prompt)
-    return JobRequest(id=body.id, graph=body.prompt, timeout_s=job_timeout_s(body.timeout_s, settings))
+    stored = prompt_storage_fields(body, storage)
+    return JobRequest(
+        id=body.id,
+        graph=body.prompt,
+        timeout_s=job_timeout_s(body.timeout_s, settings),
+        run_async=stored.run_async,
+        **stored.job_fields(),
+    )
 
 
 def _ignore(_: JobEvent) -> None:
@@ -61,11 +73,38 @@ class PromptController(Controller):
         summary="Run a ComfyUI workflow and wait for its outputs",
         response_description="The job's outputs, base64-encoded, with names, kinds and timings",
         responses={
-            200: ResponseSpec(PromptResponse, description="The job's outputs"),
+            200: ResponseSpec(
+                PromptResponse, description="The job's outputs (or its events, with Accept: text/event-stream)"
+            ),
+            202: ResponseSpec(
+                AcceptedResponse, description="Accepted: webhook_v2, webhook or async jobs run in the background"
+            ),
             **ERROR_RESPONSES,
         },
     )
-    async def create(self, data: JSONBody[PromptRequest], services: ServicesDependency) -> Stream:
-        request = to_job_request(data, services.settings.jobs)
-        result = await services.runner.run(request, _ignore)
-        return Stream(result_body(result), media_type="application/json")
+    async def create(
+        self, data: JSONBody[PromptRequest], services: ServicesDependency, request: Request[Any, Any, Any]
+    ) -> Response[Any]:
+        return await run_prompt(data, services, request)
+
+
+async def run_prompt(body: PromptRequest, services: Services, request: Request[Any, Any, Any]) -> Response[Any]:
+    """POST /prompt's handling of one body, also used by the workflow endpoints (`api/workflow_routes.py`), which
+    build `body.prompt` from their `input`: both answer the same way."""
+    job = with_delivery_fields(to_job_request(body, services.settings.jobs, services.storage), body)
+    if is_async(job) or wants_event_stream(request.headers.get("accept")):
+        return _in_background(job, services)
+    result = await services.runner.run(job, _ignore)
+    failure = delivery_failure(job, result)
+    status_code = failure.status_code if failure is not None else 200
+    return Stream(result_body(result, failure=failure), media_type="application/json", status_code=status_code)
+
+
+def _in_background(job: JobRequest, services: Services) -> Response[Any]:
+    """202 for a webhook/async job, else (Accept: text/event-stream) the job's event stream."""
+    if services.async_jobs is None:
+        raise ComfyUnavailable("background jobs are not available: the server is not running")
+    if is_async(job):
+        return Response(services.async_jobs.accept(job), status_code=202)
+    heartbeat_s = services.settings.server.sse_heartbeat_s
+    return progress_response(services.async_jobs, services.registry, job, heartbeat_s=heartbeat_s)

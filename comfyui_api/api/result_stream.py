@@ -16,6 +16,7 @@ from typing import BinaryIO
 import msgspec
 
 from comfyui_api.api.schemas import ExecutionStats, OutputInfo, StatsBody
+from comfyui_api.errors import ComfyApiError
 from comfyui_api.jobs.model import JobResult, OutputFile, Stats
 from comfyui_api.jobs.outputs import discard
 
@@ -36,6 +37,7 @@ def stats_body(stats: Stats) -> StatsBody:
         comfy_round_trip_time=stats.comfy_round_trip_ms,
         postprocess_time=stats.postprocess_ms,
         total_time=stats.total_ms,
+        upload_time=stats.upload_ms or None,  # only when something was uploaded
     )
 
 
@@ -46,6 +48,9 @@ def output_info(output: OutputFile) -> OutputInfo:
         filename=output.filename,
         content_type=output.content_type,
         size_bytes=output.size_bytes,
+        url=output.url,
+        error=output.error,
+        note=output.note,
     )
 
 
@@ -62,13 +67,26 @@ async def _encoded_file(path: Path, chunk_bytes: int) -> AsyncIterator[bytes]:
         handle.close()
 
 
-async def result_body(result: JobResult, *, chunk_bytes: int = CHUNK_BYTES) -> AsyncIterator[bytes]:
-    """`PromptResponse` as JSON bytes, field by field; `images[i]` streamed from `result.outputs[i].path`."""
+async def result_body(
+    result: JobResult,
+    *,
+    chunk_bytes: int = CHUNK_BYTES,
+    failure: ComfyApiError | None = None,
+    discard_files: bool = True,
+) -> AsyncIterator[bytes]:
+    """`PromptResponse` as JSON bytes, field by field; `images[i]` is the URL of an uploaded output, else streamed
+    from `result.outputs[i].path` ("" when it has neither). `failure` becomes the body's `error`. The output files
+    are removed afterwards unless `discard_files` is False (a body read more than once, e.g. a signed webhook)."""
     encode = msgspec.json.encode
     try:
         yield b'{"id":' + encode(result.id) + b',"prompt":' + encode(result.graph) + b',"images":['
         for index, output in enumerate(result.outputs):
-            yield b',"' if index else b'"'
+            if index:
+                yield b","
+            if output.url is not None:
+                yield encode(output.url)
+                continue
+            yield b'"'
             if output.path is not None:
                 async for chunk in _encoded_file(output.path, chunk_bytes):
                     yield chunk
@@ -82,7 +100,9 @@ async def result_body(result: JobResult, *, chunk_bytes: int = CHUNK_BYTES) -> A
             + encode(result.texts)
             + b',"stats":'
             + encode(stats_body(result.stats))
+            + (b',"error":' + encode(failure.to_dict()) if failure is not None else b"")
             + b"}"
         )
     finally:
-        discard(result.outputs)
+        if discard_files:
+            discard(result.outputs)

@@ -1,5 +1,7 @@
 """One JSON POST to a receiver, with retries: per-attempt timeout, exponential backoff with full jitter, Retry-After,
-and (when a signer is given) a fresh Standard Webhooks signature per attempt.
+and (when a signer is given) a fresh Standard Webhooks signature per attempt. A body is bytes, or a `BodySource`
+(a callable giving a fresh async iterator of its bytes) for bodies too big to hold: each attempt reads it twice,
+once to measure and sign it, once to send it, so memory stays flat whatever the size.
 
 Public surface: `RetryPolicy`, `DeliveryOutcome`, `WebhookSender.post(...)`, `WebhookSender.aclose()`,
 `parse_retry_after(...)`. Owns one lazily created httpx client (proxies from HTTP_PROXY/HTTPS_PROXY/NO_PROXY via
@@ -12,20 +14,23 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 import httpx
 
-from comfyui_api.delivery.signing import WebhookSigner
+from comfyui_api.delivery.signing import WebhookSigner, finish_signature, signature_headers
 
 logger = logging.getLogger(__name__)
 
 HttpClientFactory = Callable[[], httpx.AsyncClient]
 Sleep = Callable[[float], Awaitable[None]]
+BodySource = Callable[[], AsyncIterator[bytes]]
+"""A body read piece by piece; every call starts it again from the beginning."""
 
 USER_AGENT = "comfyui-api-webhooks"
+_INLINE_HASH_BYTES = 64 * 1024  # larger pieces are hashed in a worker thread (hashlib releases the GIL)
 
 
 def default_http_client() -> httpx.AsyncClient:
@@ -56,6 +61,13 @@ class DeliveryOutcome:
     attempts: int
     status_code: int | None = None  # of the last response, if any
     error: str | None = None  # why the last attempt failed
+
+
+async def aclose_body(pieces: AsyncIterator[bytes]) -> None:
+    """Close a body iterator (an async generator's `finally` then runs now, not at garbage collection)."""
+    closer = getattr(pieces, "aclose", None)
+    if closer is not None:
+        await closer()
 
 
 def parse_retry_after(value: str | None, *, now_s: float) -> float | None:
@@ -126,7 +138,7 @@ class WebhookSender:
         self._draw = draw
         self._success_log_level = success_log_level
 
-    async def post(self, url: str, body: bytes, *, msg_id: str, what: str) -> DeliveryOutcome:
+    async def post(self, url: str, body: bytes | BodySource, *, msg_id: str, what: str) -> DeliveryOutcome:
         """Deliver `body` to `url`; `msg_id` is the webhook-id, `what` names the delivery in the final log line."""
         attempts = max(1, self.policy.attempts)
         result = _AttemptResult(None, None, "not attempted")
@@ -151,16 +163,54 @@ class WebhookSender:
             return min(retry_after_s, self.policy.retry_after_max_s)
         return self.policy.backoff_s(attempt, self._draw())
 
-    async def _attempt_in_slot(self, url: str, body: bytes, msg_id: str) -> _AttemptResult:
+    async def _attempt_in_slot(self, url: str, body: bytes | BodySource, msg_id: str) -> _AttemptResult:
         if self._slots is None:
             return await self._attempt(url, body, msg_id)
         async with self._slots:
             return await self._attempt(url, body, msg_id)
 
-    async def _attempt(self, url: str, body: bytes, msg_id: str) -> _AttemptResult:
+    async def _measure(self, source: BodySource, msg_id: str) -> dict[str, str]:
+        """Content-Length and (with a signer) the signature headers of a streamed body, from one pass over it."""
+        stamp = int(self._clock())
+        mac = self._signer.start_signature(msg_id, stamp) if self._signer is not None else None
+        size_bytes = 0
+        pieces = source()
+        try:
+            async for piece in pieces:
+                size_bytes += len(piece)
+                if mac is None:
+                    continue
+                if len(piece) > _INLINE_HASH_BYTES:
+                    await asyncio.to_thread(mac.update, piece)
+                else:
+                    mac.update(piece)
+        finally:
+            await aclose_body(pieces)
+        headers = {"content-length": str(size_bytes)}
+        if mac is not None:
+            headers.update(signature_headers(msg_id, stamp, finish_signature(mac)))
+        return headers
+
+    async def _attempt(self, url: str, body: bytes | BodySource, msg_id: str) -> _AttemptResult:
         headers = {"content-type": "application/json"}
-        if self._signer is not None:
-            headers.update(self._signer.headers(msg_id, body, timestamp_s=self._clock()))
+        content: bytes | AsyncIterator[bytes]
+        if isinstance(body, bytes):
+            content = body
+            if self._signer is not None:
+                headers.update(self._signer.headers(msg_id, body, timestamp_s=self._clock()))
+        else:
+            try:
+                headers.update(await self._measure(body, msg_id))
+            except (OSError, ValueError) as exc:  # e.g. an output file vanished: no later attempt can do better
+                return _AttemptResult(None, None, f"body could not be read: {exc}", permanent=True)
+            content = body()
+        try:
+            return await self._send(url, content, headers)
+        finally:
+            if not isinstance(content, bytes):
+                await aclose_body(content)  # an attempt cut short leaves the body half read
+
+    async def _send(self, url: str, content: bytes | AsyncIterator[bytes], headers: dict[str, str]) -> _AttemptResult:
         if self._client is None:
             self._client = self._client_factory()
         client = self._client
@@ -169,7 +219,7 @@ class WebhookSender:
             # httpx's timeout bounds each phase; asyncio.timeout bounds the whole attempt (a receiver that
             # trickles its answer byte by byte would otherwise hold it open forever).
             async with asyncio.timeout(timeout_s):
-                request = client.build_request("POST", url, content=body, headers=headers, timeout=timeout_s)
+                request = client.build_request("POST", url, content=content, headers=headers, timeout=timeout_s)
                 response = await client.send(request, stream=True)
                 await response.aclose()
         except TimeoutError:

@@ -1,6 +1,7 @@
 """Standard Webhooks signing: the `webhook-id`, `webhook-timestamp` and `webhook-signature` headers.
 
-Public surface: `decode_webhook_secret(secret)` (start-up validation) and `WebhookSigner(secret).headers(...)`.
+Public surface: `decode_webhook_secret(secret)` (start-up validation), `WebhookSigner(secret).headers(...)`, and for
+bodies signed piece by piece `start_signature` / `finish_signature` / `signature_headers`.
 Owns the key and the HMAC only; never sends anything and never logs or returns the key.
 """
 
@@ -35,6 +36,15 @@ def decode_webhook_secret(secret: str) -> bytes:
     return key
 
 
+def finish_signature(mac: hmac.HMAC) -> str:
+    """The `webhook-signature` value of an HMAC that has seen the whole body."""
+    return "v1," + base64.b64encode(mac.digest()).decode("ascii")
+
+
+def signature_headers(msg_id: str, timestamp_s: int, signature: str) -> dict[str, str]:
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp_s), "webhook-signature": signature}
+
+
 class WebhookSigner:
     """Signs one message per call; a fresh timestamp each time, so a retry carries a new, valid signature."""
 
@@ -46,15 +56,15 @@ class WebhookSigner:
 
     def signature(self, msg_id: str, timestamp_s: int, body: bytes) -> str:
         """`v1,<base64 HMAC-SHA256 of "{msg_id}.{timestamp_s}.{body}">`."""
-        signed = b"%s.%d.%s" % (msg_id.encode(), timestamp_s, body)
-        digest = hmac.new(self._key, signed, hashlib.sha256).digest()
-        return "v1," + base64.b64encode(digest).decode("ascii")
+        mac = self.start_signature(msg_id, timestamp_s)
+        mac.update(body)
+        return finish_signature(mac)
+
+    def start_signature(self, msg_id: str, timestamp_s: int) -> hmac.HMAC:
+        """An HMAC over the signed prefix, for a body fed in pieces (`update`); then `finish_signature(mac)`."""
+        return hmac.new(self._key, b"%s.%d." % (msg_id.encode(), timestamp_s), hashlib.sha256)
 
     def headers(self, msg_id: str, body: bytes, *, timestamp_s: float | None = None) -> dict[str, str]:
         """The three Standard Webhooks headers for `body`, stamped now (or at `timestamp_s`, unix seconds)."""
         stamp = int(time.time() if timestamp_s is None else timestamp_s)
-        return {
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(stamp),
-            "webhook-signature": self.signature(msg_id, stamp, body),
-        }
+        return signature_headers(msg_id, stamp, self.signature(msg_id, stamp, body))

@@ -15,12 +15,13 @@ import inspect
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 import msgspec
 
+from comfyui_api.delivery.sender import aclose_body
 from comfyui_api.jobs.model import (
     JobCompleted,
     JobEvent,
@@ -41,7 +42,9 @@ SSE_MEDIA_TYPE = "text/event-stream"
 # no caching and no proxy buffering of a live stream
 SSE_HEADERS: Mapping[str, str] = MappingProxyType({"cache-control": "no-cache", "x-accel-buffering": "no"})
 
-SerializeComplete = Callable[[JobResult], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
+SerializeComplete = Callable[[JobResult], Mapping[str, Any] | Awaitable[Mapping[str, Any]] | AsyncIterator[bytes]]
+"""The `complete` event's data: a mapping (or an awaitable of one), or the bytes of one compact JSON object given
+piece by piece, sent as they come (a body with base64 outputs need not be held in memory)."""
 
 # Under pressure the cheapest events go first; anything not listed (queued-to-terminal milestones and outputs) is
 # never dropped. JobQueued is droppable because a later position supersedes an earlier one.
@@ -188,19 +191,53 @@ def event_frame(event: JobEvent) -> bytes | None:
     return None
 
 
-async def _terminal_frame(event: JobCompleted | JobFailed, serialize_complete: SerializeComplete) -> bytes:
+async def _streamed_complete(pieces: AsyncIterator[bytes], job_id: str) -> AsyncGenerator[bytes, None]:
+    """`event: complete` with the data line sent piece by piece. Compact JSON holds no raw newline, so it stays one
+    data line. A failure half way cannot become a `failed` event any more: the frame is left unterminated."""
+    yield b"event: complete\ndata: "
+    try:
+        async for piece in pieces:
+            yield piece
+    except Exception:  # boundary: log with the id; the client sees the stream end without a complete frame
+        logger.exception("job %s: the complete event broke off while it was being sent", job_id)
+        return
+    finally:
+        await aclose_body(pieces)
+    yield b"\n\n"
+
+
+async def _terminal_frames(
+    event: JobCompleted | JobFailed, serialize_complete: SerializeComplete
+) -> AsyncGenerator[bytes, None]:
     if isinstance(event, JobFailed):
-        return sse_frame("failed", {"id": event.job_id, "error": event.error.to_dict()})
+        yield sse_frame("failed", {"id": event.job_id, "error": event.error.to_dict()})
+        return
     try:
         body = serialize_complete(event.result)
+    except Exception as exc:  # boundary: the stream must still end with exactly one terminal frame
+        yield _serialisation_failed(event.job_id, exc)
+        return
+    if isinstance(body, AsyncIterator):
+        async for piece in _streamed_complete(body, event.job_id):
+            yield piece
+    else:
+        yield await _complete_frame(event.job_id, body)
+
+
+async def _complete_frame(job_id: str, body: Mapping[str, Any] | Awaitable[Mapping[str, Any]]) -> bytes:
+    try:
         if inspect.isawaitable(body):
             body = await body
         # The complete body may carry base64 outputs of many megabytes: encode off the event loop.
         return await asyncio.to_thread(sse_frame, "complete", body)
     except Exception as exc:  # boundary: the stream must still end with exactly one terminal frame
-        logger.exception("job %s: could not serialise the complete event", event.job_id)
-        error = {"type": "internal_error", "message": f"could not serialise the result: {type(exc).__name__}"}
-        return sse_frame("failed", {"id": event.job_id, "error": error})
+        return _serialisation_failed(job_id, exc)
+
+
+def _serialisation_failed(job_id: str, exc: Exception) -> bytes:
+    logger.error("job %s: could not serialise the complete event", job_id, exc_info=exc)
+    error = {"type": "internal_error", "message": f"could not serialise the result: {type(exc).__name__}"}
+    return sse_frame("failed", {"id": job_id, "error": error})
 
 
 async def sse_stream(
@@ -208,7 +245,7 @@ async def sse_stream(
 ) -> AsyncGenerator[bytes, None]:
     """Frames for the channel's job until its terminal event; `: keep-alive` after `heartbeat_s` of silence.
 
-    `serialize_complete(result)` returns (or resolves to) the body a synchronous request would get. When the
+    `serialize_complete(result)` gives the body a synchronous request would get (see `SerializeComplete`). When the
     consumer stops iterating (aclose, or the task being cancelled), the channel is closed; the job is not touched.
     """
     try:
@@ -217,7 +254,8 @@ async def sse_stream(
             if event is None:
                 yield HEARTBEAT
             elif isinstance(event, JobCompleted | JobFailed):
-                yield await _terminal_frame(event, serialize_complete)
+                async for piece in _terminal_frames(event, serialize_complete):
+                    yield piece
                 return
             else:
                 frame = event_frame(event)

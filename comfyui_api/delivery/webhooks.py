@@ -3,6 +3,7 @@
 
 Public surface of `WebhookDelivery(settings.webhooks)`:
   submit(url, event_type, job_id, payload) -> Task       v2, in the background (never blocks the caller)
+  submit_streamed(url, event_type, job_id, source) -> Task   v2 for a payload too big to hold, read from `source`
   await deliver(url, event_type, job_id, payload)        v2, awaited; returns a DeliveryOutcome
   await submit_v1_outputs(url, job_id, prompt=, stats=, files=[(filename, bytes | Path)]) -> [Task]
   submit_v1_failed(url, job_id, prompt=, error=) -> Task
@@ -20,7 +21,7 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,13 @@ from typing import Any
 import msgspec
 
 from comfyui_api.delivery.sender import (
+    BodySource,
     DeliveryOutcome,
     HttpClientFactory,
     RetryPolicy,
     Sleep,
     WebhookSender,
+    aclose_body,
     default_http_client,
 )
 from comfyui_api.delivery.signing import WebhookSigner
@@ -61,6 +64,30 @@ def v2_body(event_type: str, payload: Mapping[str, Any], *, epoch_s: float) -> d
     body: dict[str, Any] = {"type": event_type, "timestamp": iso_timestamp(epoch_s)}
     body.update((key, value) for key, value in payload.items() if key not in body)
     return body
+
+
+async def v2_streamed_body(event_type: str, payload: BodySource, *, epoch_s: float) -> AsyncGenerator[bytes, None]:
+    """`v2_body` for a payload given as the bytes of one JSON object: its opening brace becomes the v2 head."""
+    head = (
+        b'{"type":' + msgspec.json.encode(event_type) + b',"timestamp":' + msgspec.json.encode(iso_timestamp(epoch_s))
+    )
+    first = True
+    pieces = payload()
+    try:
+        async for piece in pieces:
+            if first and piece:
+                first = False
+                body = piece.lstrip()
+                if not body.startswith(b"{"):
+                    raise ValueError("a streamed webhook payload must be a JSON object")
+                rest = body[1:].lstrip()
+                yield head + (rest if rest.startswith(b"}") else b"," + rest)
+            elif piece:
+                yield piece
+    finally:
+        await aclose_body(pieces)
+    if first:
+        raise ValueError("a streamed webhook payload was empty")
 
 
 def failed_payload(job_id: str, prompt: Any, error: ComfyApiError) -> dict[str, Any]:
@@ -133,6 +160,19 @@ class WebhookDelivery:
     ) -> asyncio.Task[DeliveryOutcome]:
         """Start `deliver(...)` in the background and return its task (tracked; awaited by aclose)."""
         return self._spawn(self.deliver(url, event_type, job_id, payload), job_id)
+
+    def submit_streamed(
+        self, url: str, event_type: str, job_id: str, source: BodySource
+    ) -> asyncio.Task[DeliveryOutcome]:
+        """Like `submit`, for a payload too big to hold in memory: `source()` yields the payload's JSON object, and is
+        read twice per attempt (to sign, to send). Whatever it reads must stay in place until the task is done."""
+        epoch_s = self._clock()
+
+        def body() -> AsyncIterator[bytes]:
+            return v2_streamed_body(event_type, source, epoch_s=epoch_s)
+
+        what = f"webhook {event_type} for job {job_id}"
+        return self._spawn(self._signed.post(url, body, msg_id=job_id, what=what), job_id)
 
     async def submit_v1_outputs(
         self, url: str, job_id: str, *, prompt: Any, stats: Any, files: Sequence[V1File]
@@ -217,4 +257,5 @@ __all__ = [
     "failed_payload",
     "iso_timestamp",
     "v2_body",
+    "v2_streamed_body",
 ]

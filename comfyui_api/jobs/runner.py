@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -20,6 +20,7 @@ from comfyui_api.comfy.client import ComfyClient
 from comfyui_api.comfy.subscription import Subscription
 from comfyui_api.errors import ComfyApiError, ComfyUnavailable, JobCancelled, JobTimeout, WorkflowRejected
 from comfyui_api.jobs.model import (
+    Credential,
     EventSink,
     JobCompleted,
     JobFailed,
@@ -30,6 +31,7 @@ from comfyui_api.jobs.model import (
     OutputReady,
     Stats,
 )
+from comfyui_api.jobs.output_delivery import DeliveredOutputs, OutputDelivery, record_upload_time
 from comfyui_api.jobs.outputs import OutputCollector, discard
 from comfyui_api.jobs.registry import JobEntry, JobRegistry
 from comfyui_api.jobs.staging import InputStager
@@ -45,6 +47,19 @@ _PARTIAL_RUN_WAIT_S = 10.0  # how long a withdrawn, partly accepted prompt may t
 
 class EventSubscriber(Protocol):
     def subscribe(self, prompt_id: str) -> Subscription: ...
+
+
+class ModelLease(Protocol):
+    def release(self) -> None: ...
+
+
+class ModelUrlResolver(Protocol):
+    """Downloads the models named by URL in loader inputs (`models.loaders.ModelResolver`); the lease keeps them
+    on disk until released."""
+
+    async def resolve_model_urls(
+        self, graph: Mapping[str, Any], credentials: Sequence[Credential] = ()
+    ) -> tuple[dict[str, Any], ModelLease]: ...
 
 
 class ComfyInstanceLike(Protocol):
@@ -108,12 +123,17 @@ class JobRunner:
         registry: JobRegistry,
         stager: InputStager,
         collector: OutputCollector,
+        delivery: OutputDelivery | None = None,
+        models: ModelUrlResolver | None = None,
     ):
         self._instance = instance
         self._settings = settings
         self._registry = registry
         self._stager = stager
         self._collector = collector
+        self._delivery = delivery  # convert_output and uploads; None: outputs are returned as collected
+        self._models = models  # None: model URLs in loader inputs are left to ComfyUI (which refuses them)
+        self._model_leases: dict[str, ModelLease] = {}  # job id -> its models, pinned until the job ends
 
     @property
     def registry(self) -> JobRegistry:
@@ -121,15 +141,20 @@ class JobRunner:
 
     async def run(self, request: JobRequest, sink: EventSink) -> JobResult:
         """Run one job to its end. Raises a ComfyApiError (after emitting JobFailed) when it does not complete."""
+        return await self.start(request, sink)
+
+    def start(self, request: JobRequest, sink: EventSink) -> asyncio.Task[JobResult]:
+        """Admit the job and start it in a task of its own; the job stays registered until that task ends.
+
+        Refusals (ComfyUI not ready, queue full, id already live) are raised here, before anything runs. The task's
+        result is `run`'s; cancelling it without `request_cancel` withdraws the job without a JobFailed event."""
         if not self._instance.is_ready:
             raise ComfyUnavailable(f"ComfyUI is not ready (phase: {self._instance.phase})")
         entry = self._registry.admit(request.id)
-        try:
-            task = asyncio.create_task(self._run_guarded(request, sink, entry))
-            entry.task = task
-            return await task
-        finally:
-            self._registry.remove(request.id)
+        task = asyncio.create_task(self._run_guarded(request, sink, entry), name=f"job:{request.id}")
+        entry.task = task
+        task.add_done_callback(lambda _: self._registry.remove(request.id))
+        return task
 
     async def interrupt(self, job_id: str) -> InterruptOutcome:
         """Stop a job: removed from ComfyUI's queue if pending, interrupted if running. JobNotFound if unknown."""
@@ -169,6 +194,8 @@ class JobRunner:
             raise error from exc
         finally:
             self._stager.cleanup(request.id)
+            if (lease := self._model_leases.pop(request.id, None)) is not None:
+                lease.release()
         entry.status = JobStatus.COMPLETED
         log.info("job %s completed in %.0f ms: %d output(s)", request.id, result.stats.total_ms, len(result.outputs))
         sink(JobCompleted(request.id, result))
@@ -196,15 +223,26 @@ class JobRunner:
             outcome = await watch.wait()
         clock.finished_ms = _now_ms()
         outputs, texts = await self._collector.collect(request.id, outcome.outputs, keep=request.keep_outputs)
+        delivered = DeliveredOutputs(outputs, None)
+        if self._delivery is not None:
+            if request.upload is not None:
+                entry.status = JobStatus.UPLOADING
+            delivered = await self._delivery.deliver(request, outputs)
+        outputs = delivered.outputs
         for output in outputs:
             sink(OutputReady(request.id, output))
         if request.discard_outputs:
             discard(outputs)
-        return JobResult(request.id, graph, outputs, texts, self._stats(clock, outcome))
+        stats = self._stats(clock, outcome)
+        record_upload_time(stats, delivered.upload_ms)
+        return JobResult(request.id, graph, outputs, texts, stats)
 
     async def _prepare(self, request: JobRequest) -> dict[str, Any]:
-        """Stage media inputs, then give this job its own output names and normalised paths."""
+        """Stage media inputs, fetch models given by URL, then give this job its own output names and normalised
+        paths."""
         graph, _ = await self._stager.stage(request.id, request.graph, credentials=request.credentials)
+        if self._models is not None:
+            graph, self._model_leases[request.id] = await self._models.resolve_model_urls(graph, request.credentials)
         graph = comfy_graph.rewrite_filename_prefixes(graph, request.id)
         return comfy_graph.normalise_paths(mark_run(graph))
 

@@ -202,6 +202,11 @@ class PromptWatch:
         percent = self._progress.executing(node_id)
         self._sink(ProgressUpdated(self._job_id, node_id, 0.0, 1.0, percent))
 
+    def _finished_progress(self) -> None:
+        """100%, once: a progress bar reaches its end before the job's outputs are collected."""
+        if self._progress.percent < 100.0:
+            self._sink(ProgressUpdated(self._job_id, None, 1.0, 1.0, self._progress.finished()))
+
     def _close_node_timing(self) -> None:
         if self._current_node is not None:
             timing = self._outcome.nodes[self._current_node]
@@ -210,7 +215,7 @@ class PromptWatch:
 
     async def _finish(self) -> PromptOutcome:
         self._close_node_timing()
-        self._progress.finished()
+        self._finished_progress()
         if self._frames_missed:
             entry = await self._history_entry()
             if entry is not None:
@@ -243,5 +248,5 @@ class PromptWatch:
         outcome = outcome_from_history(self._job_id, entry)
         outcome.nodes = self._outcome.nodes
         outcome.execution_start_ms = outcome.execution_start_ms or self._outcome.execution_start_ms
-        self._progress.finished()
+        self._finished_progress()
         return outcome

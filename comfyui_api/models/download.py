@@ -12,6 +12,7 @@ import contextlib
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -19,6 +20,7 @@ import httpx
 from comfyui_api.errors import StorageError
 from comfyui_api.jobs.model import Credential
 from comfyui_api.models.urls import cache_url, safe_filename, url_filename
+from comfyui_api.storage.base import StorageProvider
 from comfyui_api.storage.credentials import http_auth_for, matching_credential, pattern_matches
 
 Downloader = Callable[[str, Path, Sequence[Credential]], Awaitable[Path]]
@@ -27,6 +29,26 @@ Downloader = Callable[[str, Path, Sequence[Credential]], Awaitable[Path]]
 AccessCheck = Callable[[str, Sequence[Credential]], Awaitable[None]]
 """`(url, credentials)`: returns when these credentials may read `url`, raises StorageError when not. Used on cache
 hits for files that needed auth, so a cached private model is never handed to a request that could not read it."""
+
+
+class ProviderSource(Protocol):
+    """Picks the storage provider that downloads a URL (`storage.registry.StorageRegistry` is one)."""
+
+    def downloader_for(self, url: str) -> StorageProvider: ...
+
+
+def storage_downloader(source: ProviderSource) -> Downloader:
+    """A Downloader that hands each URL to the storage provider owning it (s3://, Azure blob, Hugging Face, plain
+    http(s) with the server's auth header), so model URLs reach everything input URLs reach. The provider is called
+    directly, not through the registry's `download`: the model cache bounds the whole download by
+    MODEL_DOWNLOAD_TIMEOUT_S (not STORAGE_TIMEOUT_S) and reports it as its own `storage.file_downloaded` event."""
+
+    async def download(url: str, dest_dir: Path, credentials: Sequence[Credential] = ()) -> Path:
+        provider = source.downloader_for(url)
+        return await provider.download(url, dest_dir, credentials=credentials)
+
+    return download
+
 
 _CHUNK_BYTES = 1024 * 1024
 _DISPOSITION_STAR = re.compile(r"filename\*\s*=\s*([^']*)'[^']*'([^;]+)", re.IGNORECASE)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from comfyui_api.errors import ComfyApiError, InvalidRequest
+from comfyui_api.errors import ComfyApiError, InvalidRequest, RequestError
 from comfyui_api.jobs.model import Credential
 from comfyui_api.models.cache import ModelCache
 from comfyui_api.models.loaders import COMFY_MODEL_FOLDERS
@@ -95,7 +95,11 @@ class ModelLibrary:
         self.validate(url, model_type, filename)
         started = time.monotonic()
         with self.cache.pin() as lease:
-            model = await self.cache.fetch(url, credentials, lease=lease, persistent=True)
+            try:
+                model = await self.cache.fetch(url, credentials, lease=lease, persistent=True)
+            except RequestError as exc:  # e.g. the URL answered 404: the caller's `url` is at fault
+                exc.field = exc.field or "url"
+                raise
             folder = self.model_dir / model_type
             placed = await self.cache.place(model, folder / (filename or model.filename))
         duration_s = time.monotonic() - started

@@ -6,6 +6,7 @@ provisioner. The app's lifespan builds it, drives its start-up steps and closes 
     ...ComfyUI is ready (each time):
     await models.learn_loader_folders(instance.client)
     models.start_after_start()                       # background downloads; see models.after_start
+    await models.wait_after_start()                  # when /ready should wait for them (models.blocks_ready)
     ...per job: graph, lease = await models.resolver.resolve_model_urls(graph, credentials); finally lease.release()
     ...POST /download: app.state[MODEL_LIBRARY_STATE_KEY] = models.library
     await models.aclose()
@@ -46,7 +47,6 @@ class ModelServices:
         access_check: AccessCheck | None = None,
         on_event: EventCallback | None = None,
         url_schemes: frozenset[str] = DEFAULT_URL_SCHEMES,
-        download_timeout_s: float = 3600.0,
         max_parallel_downloads: int = 4,
     ) -> ModelServices:
         """Reads the manifest (raises ManifestError naming MANIFEST/MANIFEST_JSON and the entry); no I/O besides.
@@ -60,7 +60,7 @@ class ModelServices:
             access_check=access_check,
             max_size_bytes=models.lru_cache_size_bytes,
             on_event=on_event,
-            download_timeout_s=download_timeout_s,
+            download_timeout_s=models.download_timeout_s,
         )
         provisioner = None
         if manifest is not None and not manifest.is_empty:
@@ -90,6 +90,12 @@ class ModelServices:
         if self.provisioner is None:
             return AfterStartStatus()
         return self.provisioner.start_after_start()
+
+    async def wait_after_start(self) -> AfterStartStatus:
+        """Until the after_start downloads started by `start_after_start` have all finished (or failed)."""
+        if self.provisioner is None:
+            return AfterStartStatus()
+        return await self.provisioner.wait_after_start()
 
     @property
     def after_start(self) -> AfterStartStatus:

@@ -36,6 +36,16 @@ class StorageEvent:
     duration_ms: float
     job_id: str | None = None
 
+    def data(self) -> dict[str, Any]:
+        """The `data` of the system event (compat: salad's url, size, duration; plus provider and job id)."""
+        return {
+            "url": self.url,
+            "provider": self.provider,
+            "size": self.size_bytes,
+            "duration": round(self.duration_ms, 3),
+            "id": self.job_id,
+        }
+
 
 StorageEventSink = Callable[[StorageEvent], None]
 """Receives storage events. Must not block: implementations put the event on a queue."""

@@ -46,8 +46,9 @@ class ReceivedRequest:
 
 
 class WebhookReceiver:
-    def __init__(self, *, default: Reply | None = None):
+    def __init__(self, *, default: Reply | None = None, max_body_bytes: int = 1024**2):
         self.default = default or Reply(200)
+        self._max_body_bytes = max_body_bytes  # aiohttp answers 413 (unrecorded) to bigger bodies
         self.requests: list[ReceivedRequest] = []
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
         self._arrived = asyncio.Condition()
@@ -72,7 +73,7 @@ class WebhookReceiver:
         return self.received(path)
 
     async def start(self) -> WebhookReceiver:
-        app = web.Application()
+        app = web.Application(client_max_size=self._max_body_bytes)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0)
         await self._runner.setup()
