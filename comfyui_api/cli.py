@@ -19,6 +19,7 @@ import uvicorn
 from litestar import Litestar
 
 from comfyui_api.app import create_app, runtime_of
+from comfyui_api.models.manifest import ManifestError, load_manifest
 from comfyui_api.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("comfyui_api")
@@ -135,7 +136,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         settings = load_settings()
-    except SettingsError as exc:
+        # A broken manifest is a configuration error: refuse it here, before anything starts.
+        load_manifest(
+            manifest_path=settings.models.manifest_path,
+            manifest_json=settings.models.manifest_json,
+            model_dir=settings.comfy.model_dir,
+        )
+    except (SettingsError, ManifestError) as exc:
         print(f"comfyui-api: invalid settings: {exc}", file=sys.stderr)
         return SETTINGS_EXIT_CODE
     return serve(settings)

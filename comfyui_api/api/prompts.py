@@ -1,5 +1,6 @@
-"""POST /prompt: the synchronous job endpoint. Converts the wire request into a `JobRequest`, runs it, and streams
-the result. Thin: validation of the graph, staging and execution all happen in the runner.
+"""POST /prompt: converts the wire request into a `JobRequest`, runs it and streams the result; or answers 202 and
+runs it in the background (webhook_v2 / webhook / async), or streams its events (Accept: text/event-stream).
+Thin: validation of the graph, staging and execution all happen in the runner.
 """
 
 from __future__ import annotations
@@ -64,6 +65,16 @@ def _ignore(_: JobEvent) -> None:
     """A synchronous caller only wants the result; progress goes to other subscribers."""
 
 
+PROMPT_RESPONSES = {
+    200: ResponseSpec(PromptResponse, description="The job's outputs (or its events, with Accept: text/event-stream)"),
+    202: ResponseSpec(
+        AcceptedResponse, description="Accepted: webhook_v2, webhook or async jobs run in the background"
+    ),
+    **ERROR_RESPONSES,
+}
+"""What `run_prompt` may answer; also documents the workflow endpoints, which answer through it."""
+
+
 class PromptController(Controller):
     path = "/prompt"
     tags = ["prompts"]
@@ -72,15 +83,7 @@ class PromptController(Controller):
         status_code=200,
         summary="Run a ComfyUI workflow and wait for its outputs",
         response_description="The job's outputs, base64-encoded, with names, kinds and timings",
-        responses={
-            200: ResponseSpec(
-                PromptResponse, description="The job's outputs (or its events, with Accept: text/event-stream)"
-            ),
-            202: ResponseSpec(
-                AcceptedResponse, description="Accepted: webhook_v2, webhook or async jobs run in the background"
-            ),
-            **ERROR_RESPONSES,
-        },
+        responses=PROMPT_RESPONSES,
     )
     async def create(
         self, data: JSONBody[PromptRequest], services: ServicesDependency, request: Request[Any, Any, Any]

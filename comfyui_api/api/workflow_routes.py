@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from litestar import Litestar, Request, Response
 from litestar._openapi.plugin import OpenAPIPlugin
 
-from comfyui_api.api.prompts import run_prompt
-from comfyui_api.api.schemas import ERROR_RESPONSES, PromptRequest, PromptResponse
+from comfyui_api.api.prompts import PROMPT_RESPONSES, run_prompt
+from comfyui_api.api.schemas import PromptRequest
 from comfyui_api.api.services import provide_services
 from comfyui_api.workflows import WorkflowCatalog, build_workflow_controllers
 
@@ -57,8 +57,10 @@ class WorkflowRoutes:
             catalog,
             submit_workflow,
             options_type=PromptRequest,
-            response_type=PromptResponse,
-            responses=ERROR_RESPONSES,
+            # A Response, as POST /prompt's: a concrete body type would make Litestar force its JSON media type
+            # onto the SSE stream `run_prompt` may return. The bodies are documented by PROMPT_RESPONSES.
+            response_type=Response[Any],
+            responses=PROMPT_RESPONSES,
         )
         for handler in handlers:
             self._app.register(handler)

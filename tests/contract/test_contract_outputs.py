@@ -28,6 +28,7 @@ from tests.contract.harness import (
     split_metadata_frame,
     unique_token,
     wait_history,
+    wait_idle,
 )
 
 PREVIEW_METADATA_KEYS = {"node_id", "prompt_id", "display_node_id", "parent_node_id", "real_node_id", "image_type"}
@@ -162,6 +163,7 @@ async def test_preview_any_reports_text(http: httpx.AsyncClient) -> None:
 
 
 async def test_save_image_websocket_legacy_client_gets_type_1_png(target: Target, http: httpx.AsyncClient) -> None:
+    await wait_idle(http)
     async with open_ws(target) as ws:
         prompt_id = await queue_prompt(http, make_output_graph("SaveImageWebsocket", unique_token()), ws.client_id)
         frames = await ws.collect_run(prompt_id)
@@ -179,6 +181,7 @@ async def test_save_image_websocket_legacy_client_gets_type_1_png(target: Target
 
 
 async def test_save_image_websocket_after_feature_flags_gets_type_4(target: Target, http: httpx.AsyncClient) -> None:
+    await wait_idle(http)
     async with open_ws(target, feature_flags=True) as ws:
         prompt_id = await queue_prompt(http, make_output_graph("SaveImageWebsocket", unique_token()), ws.client_id)
         frames = await ws.collect_run(prompt_id)

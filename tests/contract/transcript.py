@@ -33,6 +33,7 @@ from tests.contract.harness import (
     binary_header,
     first_checkpoint,
     open_ws,
+    wait_idle,
 )
 
 PLACEHOLDER = re.compile(r"\{\{(#?)([A-Za-z0-9_]+)\}\}")
@@ -223,6 +224,8 @@ async def run_steps(
     sockets: dict[str, WsClient] = {}
     contexts = []
     async with httpx.AsyncClient(base_url=target.base_url, timeout=timeout_s) as client:
+        # Frames of earlier work (prompts without a client_id broadcast progress) must not leak into this run.
+        await wait_idle(client, timeout_s)
         try:
             for step in steps:
                 if step["op"] == "ws_open":
@@ -239,6 +242,7 @@ async def run_steps(
         finally:
             for context in reversed(contexts):
                 await context.__aexit__(None, None, None)
+        await wait_idle(client, timeout_s)
     return observed
 
 

@@ -268,6 +268,24 @@ def peak_rss_bytes(pid: int) -> int:
     raise AssertionError("no VmHWM in /proc status")
 
 
+@pytest.mark.parametrize("flag", ["top-level", "upload-block"])
+async def test_async_with_only_an_upload_target_uploads_in_the_background(
+    server: ServerProcess, receiver: WebhookReceiver, flag: str
+) -> None:
+    upload: dict[str, Any] = {"url_prefix": receiver.url("/bucket")}
+    body: dict[str, Any] = {"prompt": image_graph(0x0A0B0C), "id": f"async-upload-{flag}", "http_upload": upload}
+    if flag == "top-level":
+        body["async"] = True
+    else:
+        upload["async"] = True
+    response = await post(server, body)
+    assert response.status_code == 202, response.text
+    [put] = await receiver.wait_for(1)
+    assert put.method == "PUT" and put.path.startswith("/bucket/")
+    assert put.path.endswith(f"async-upload-{flag}_test_00001_.png")
+    assert decode_image(base64.b64encode(put.body).decode()).getpixel((0, 0)) == rgb(0x0A0B0C)
+
+
 async def test_no_files_left_behind(server: ServerProcess) -> None:
     """Runs after the jobs above: every output was removed once its webhook was done with it."""
 

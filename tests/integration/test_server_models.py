@@ -30,6 +30,7 @@ from tests.integration.server import (
 )
 from tests.models.model_server import ModelServer, serve_models
 from tests.models.test_models_provisioner import git, make_node_repo, make_wheel, venv_value
+from tests.servers.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.slow
 
@@ -219,9 +220,14 @@ async def test_the_lru_limit_evicts_the_oldest_unused_model_and_never_one_in_use
     models: ModelServer, tmp_path: Path
 ) -> None:
     limit_bytes = 2 * MODEL_BYTES + MODEL_BYTES // 2  # room for two models, not three
-    server = await start(
-        make_server(tmp_path, env={"LRU_CACHE_SIZE_GB": repr(limit_bytes / 1024**3)}, step_seconds=0.05)
-    )
+    receiver = await WebhookReceiver().start()
+    env = {
+        "LRU_CACHE_SIZE_GB": repr(limit_bytes / 1024**3),
+        "SYSTEM_WEBHOOK_URL": receiver.url("/system"),
+        "SYSTEM_WEBHOOK_EVENTS": "file_deleted,file_downloaded",
+        "SYSTEM_WEBHOOK_FLUSH_S": "0.05",
+    }
+    server = await start(make_server(tmp_path, env=env, step_seconds=0.05))
     checkpoints = server.dirs.models / "checkpoints"
 
     async def download_by_job(name: str) -> None:
@@ -243,6 +249,14 @@ async def test_the_lru_limit_evicts_the_oldest_unused_model_and_never_one_in_use
         assert f"evicted model {models.url('/m/bravo.safetensors')}" in server.logs()
         assert "bravo.safetensors" not in await comfy_models(server, "checkpoints")
         assert models.gets["/m/alpha.safetensors"] == 1
+        events = [request.json() for request in await receiver.wait_for(4, path="/system")]
+        assert [(e["event"], e["data"]["url"].rsplit("/", 1)[-1]) for e in events] == [
+            ("storage.file_downloaded", "alpha.safetensors"),
+            ("storage.file_downloaded", "bravo.safetensors"),
+            ("storage.file_downloaded", "charlie.safetensors"),
+            ("storage.file_deleted", "bravo.safetensors"),
+        ]
+        assert events[3]["data"]["size"] == MODEL_BYTES
 
         interrupted = await post(server, "/interrupt", {"id": "holder"})
         assert interrupted.json() == {"id": "holder", "status": "interrupted"}
@@ -253,6 +267,7 @@ async def test_the_lru_limit_evicts_the_oldest_unused_model_and_never_one_in_use
         assert (checkpoints / "bravo.safetensors").exists() and (checkpoints / "charlie.safetensors").exists()
     finally:
         await stop(server)
+        await receiver.close()
 
 
 async def test_post_download(models: ModelServer, tmp_path: Path) -> None:
@@ -309,5 +324,27 @@ async def test_post_download(models: ModelServer, tmp_path: Path) -> None:
         assert (error["type"], error["field"]) == ("input_staging_failed", "url")
         assert "404" in error["message"]
         assert not (loras / "none.safetensors").exists()
+    finally:
+        await stop(server)
+
+
+async def test_an_invalid_manifest_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    manifest = {"custom_nodes": ["not a node!"]}
+    server = make_server(tmp_path, env={"MANIFEST_JSON": json.dumps(manifest)}).start()
+    try:
+        assert await asyncio.to_thread(server.wait_exit, 30) == 2
+        assert "MANIFEST_JSON: custom_nodes[0]: 'not a node!' is neither" in server.logs()
+    finally:
+        await stop(server)
+
+
+async def test_a_failing_manifest_step_stops_the_server_naming_the_entry(tmp_path: Path) -> None:
+    manifest = {"custom_nodes": [f"file://{tmp_path / 'no-such-repo'}@v1"]}
+    server = make_server(tmp_path, env={"MANIFEST_JSON": json.dumps(manifest)}).start()
+    try:
+        assert await asyncio.to_thread(server.wait_exit, 60) == 1
+        logs = server.logs()
+        assert "the manifest could not be applied: custom_nodes[0]:" in logs
+        assert "ComfyUI is ready" not in logs
     finally:
         await stop(server)

@@ -76,7 +76,8 @@ async def test_the_workflows_are_documented_with_choices_from_comfyui(server: Se
     assert operation["summary"] == "Text to image with Stable Diffusion XL"
     assert operation["description"].startswith("Generates images from a text prompt.")
     assert "a red fox in fresh snow" in json.dumps(operation["requestBody"])  # the declared example
-    assert {"400", "503", "504"} <= set(operation["responses"])
+    assert {"200", "202", "400", "503", "504"} <= set(operation["responses"])
+    assert "PromptResponse" in json.dumps(operation["responses"]["200"])  # answered as POST /prompt answers
 
     inputs = input_schema(spec, "/workflow/sdxl/txt2img")
     assert inputs["required"] == ["prompt"] and inputs["additionalProperties"] is False
@@ -160,6 +161,21 @@ async def test_the_marked_sd15_workflow_runs(server: ServerProcess) -> None:
     assert decode_image(response.json()["images"][0]).size == (512, 512)
 
 
+async def test_a_workflow_streams_its_events_as_post_prompt_does(server: ServerProcess) -> None:
+    body = {"input": {"prompt": "p", "steps": 3, "width": 512, "height": 512}, "id": "wf-sse"}
+    async with (
+        httpx.AsyncClient(timeout=30) as client,
+        client.stream(
+            "POST", server.url("/workflow/sdxl/txt2img"), json=body, headers={"accept": "text/event-stream"}
+        ) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        text = (await response.aread()).decode()
+    events = [line.removeprefix("event: ") for line in text.splitlines() if line.startswith("event: ")]
+    assert events[0] == "queued" and events[-1] == "complete" and "progress" in events
+
+
 async def test_img2img_stages_its_image_and_answers_as_post_prompt_would(server: ServerProcess) -> None:
     missing = await post(server, "/workflow/sdxl/img2img", {"input": {"prompt": "p"}})
     assert missing.status_code == 400 and missing.json()["error"]["field"] == "input.input_image"
@@ -202,3 +218,18 @@ async def test_routes_and_docs_appear_once_comfyui_is_ready(tmp_path: Path) -> N
             assert (await post(server, "/workflow/sdxl/txt2img", body)).status_code == 200
         finally:
             await asyncio.to_thread(server.stop)
+
+
+async def test_a_workflow_dir_that_cannot_be_served_stops_the_server_listing_the_problems(tmp_path: Path) -> None:
+    env = workflow_env(tmp_path)
+    broken = Path(env["WORKFLOW_DIR"]) / "broken.json"
+    broken.write_text("{not json")
+    (Path(env["WORKFLOW_DIR"]) / "sdxl" / "txt2img.yaml").write_text("inputs:\n  steps:\n    target: 3.inputs.nope\n")
+    server = make_server(tmp_path / "run", env=env).start()
+    try:
+        assert await asyncio.to_thread(server.wait_exit, 60) == 1
+        logs = server.logs()
+        assert "broken.json: is not valid JSON" in logs
+        assert "sdxl/txt2img.yaml" in logs
+    finally:
+        await asyncio.to_thread(server.stop)
