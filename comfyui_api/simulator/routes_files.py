@@ -140,10 +140,19 @@ def _view_variant(file: str, filename: str, query: Any) -> web.StreamResponse:
             holder = Image.new("RGBA", img.size)
             holder.putalpha(alpha)
             return web.Response(body=_rendered(holder, "PNG"), content_type="image/png", headers=disposition)
-    content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    content_type = _guess_content_type(filename)
     if content_type in _FORCED_DOWNLOAD:
         content_type = "application/octet-stream"
     return web.FileResponse(file, headers={**disposition, "Content-Type": content_type})
+
+
+# ComfyUI registers these types at start-up (server.py); kept local here instead of changing the process-wide table.
+_REGISTERED_TYPES = {".js": "application/javascript; charset=utf-8", ".webp": "image/webp"}
+
+
+def _guess_content_type(filename: str) -> str:
+    registered = _REGISTERED_TYPES.get(os.path.splitext(filename)[1].lower())
+    return registered or mimetypes.guess_type(filename)[0] or "application/octet-stream"
 
 
 def _view(sim: Simulator, query: Any) -> web.StreamResponse:

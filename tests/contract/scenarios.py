@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from tests.contract.harness import make_png
+from tests.contract.graphs import make_png
 
 NOT_AN_IMAGE = b"this is plain text, not an image\n"
 

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from tests.contract.conftest import StartTarget
-from tests.contract.harness import HTTP_TIMEOUT_S, Target, make_png, open_ws, unique_token, upload
+from tests.contract.graphs import make_png, unique_token
+from tests.contract.harness import HTTP_TIMEOUT_S, Target, open_ws, upload
 
 RED, BLUE, GREEN = make_png((255, 0, 0)), make_png((0, 0, 255)), make_png((0, 255, 0))
 

@@ -12,21 +12,16 @@ import pytest
 from PIL import Image
 
 from tests.contract.conftest import StartTarget
+from tests.contract.graphs import color_for, empty_image, files_in, make_output_graph, make_txt2img_graph, unique_token
 from tests.contract.harness import (
     MODEL_RUN_TIMEOUT_S,
     Target,
     binary_header,
-    color_for,
-    empty_image,
-    files_in,
     first_checkpoint,
     frame_types,
-    make_output_graph,
-    make_txt2img_graph,
     open_ws,
     queue_prompt,
     split_metadata_frame,
-    unique_token,
     wait_history,
     wait_idle,
 )
@@ -196,6 +191,7 @@ async def test_save_image_websocket_after_feature_flags_gets_type_4(target: Targ
     assert decoded(image_bytes).size == (32, 24)
 
 
+@pytest.mark.timeout(300)  # starts a second server and loads a checkpoint in it
 async def test_latent_previews_follow_the_handshake(start_extra_target: StartTarget) -> None:
     previewing = start_extra_target(["--preview-method", "latent2rgb"])
     async with httpx.AsyncClient(base_url=previewing.base_url, timeout=30.0) as http:

@@ -9,14 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.contract.harness import (
-    empty_image,
-    make_invert_graph,
-    post_prompt,
-    queue_prompt,
-    unique_token,
-    wait_history,
-)
+from tests.contract.graphs import empty_image, make_invert_graph, unique_token
+from tests.contract.harness import post_prompt, queue_prompt, wait_history
 
 SERVER_TROUBLE = "500 Internal Server Error\n\nServer got itself in trouble"
 
@@ -33,8 +27,10 @@ def empty_with(**inputs: Any) -> dict[str, Any]:
     return {"class_type": "EmptyImage", "inputs": {key: value for key, value in merged.items() if value is not None}}
 
 
-SCALE_MAGIC = {"class_type": "ImageScale", "inputs": {"image": ["1", 0], "upscale_method": "magic", "width": 32,
-                                                       "height": 32, "crop": "center"}}  # fmt: skip
+SCALE_MAGIC: dict[str, Any] = {
+    "class_type": "ImageScale",
+    "inputs": {"image": ["1", 0], "upscale_method": "magic", "width": 32, "height": 32, "crop": "center"},
+}
 MASK_INTO_IMAGE = {
     "1": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 8, "height": 8}},
     "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "contract_mismatch"}},

@@ -11,17 +11,15 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.contract.graphs import make_invert_graph, make_txt2img_graph, unique_token
 from tests.contract.harness import (
     MODEL_RUN_TIMEOUT_S,
     Target,
     WsClient,
     first_checkpoint,
     frame_types,
-    make_invert_graph,
-    make_txt2img_graph,
     open_ws,
     queue_prompt,
-    unique_token,
     wait_history,
     wait_idle,
 )
@@ -30,6 +28,8 @@ SERVER_TROUBLE = "500 Internal Server Error\n\nServer got itself in trouble"
 # Enough sampler steps that the job is still running when the test acts on it (the real one takes ~1 s a step
 # at 64x64 on CPU, the simulator 0.25 s); the job is always interrupted, so they are never all run.
 SLOW_STEPS = 60
+# A real ComfyUI loads the checkpoint on first use (12 s alone, more on a busy machine).
+MODEL_TEST_TIMEOUT_S = 300
 
 
 async def needs_checkpoint(http: httpx.AsyncClient) -> str:
@@ -77,6 +77,7 @@ def assert_queue_item(item: list[Any], prompt_id: str, client_id: str | None) ->
         assert extra_data["client_id"] == client_id
 
 
+@pytest.mark.timeout(MODEL_TEST_TIMEOUT_S)
 async def test_queue_delete_clear_and_interrupt(target: Target, http: httpx.AsyncClient) -> None:
     checkpoint = await needs_checkpoint(http)
     await wait_idle(http)
@@ -124,6 +125,7 @@ async def test_queue_delete_clear_and_interrupt(target: Target, http: httpx.Asyn
         assert (await http.get(f"/history/{prompt_id}")).json() == {}, "deleted and cleared prompts never ran"
 
 
+@pytest.mark.timeout(MODEL_TEST_TIMEOUT_S)
 async def test_global_interrupt_without_body(target: Target, http: httpx.AsyncClient) -> None:
     checkpoint = await needs_checkpoint(http)
     await wait_idle(http)
@@ -200,6 +202,7 @@ async def test_history_pagination_delete_and_clear(http: httpx.AsyncClient) -> N
     assert (await http.get("/history")).json() == {}
 
 
+@pytest.mark.timeout(MODEL_TEST_TIMEOUT_S)
 async def test_front_prompt_runs_before_earlier_pending_ones(target: Target, http: httpx.AsyncClient) -> None:
     checkpoint = await needs_checkpoint(http)
     await wait_idle(http)
@@ -213,6 +216,7 @@ async def test_front_prompt_runs_before_earlier_pending_ones(target: Target, htt
     assert order == [running_id, front, back]
 
 
+@pytest.mark.timeout(MODEL_TEST_TIMEOUT_S)
 async def test_reconnecting_mid_run_gets_the_current_node(target: Target, http: httpx.AsyncClient) -> None:
     checkpoint = await needs_checkpoint(http)
     await wait_idle(http)
@@ -236,6 +240,7 @@ async def test_history_drops_comfy_org_credentials(http: httpx.AsyncClient) -> N
     assert entry["prompt"][3] == {"kept": 1, "client_id": "contract-secret"}
 
 
+@pytest.mark.timeout(MODEL_TEST_TIMEOUT_S)
 async def test_without_client_id_progress_and_interrupt_are_broadcast(target: Target, http: httpx.AsyncClient) -> None:
     checkpoint = await needs_checkpoint(http)
     await wait_idle(http)
@@ -247,7 +252,7 @@ async def test_without_client_id_progress_and_interrupt_are_broadcast(target: Ta
         progress = await observer.recv_type("progress", MODEL_RUN_TIMEOUT_S)
         assert progress["data"]["prompt_id"] == prompt_id and progress["data"]["node"] == "3"
         await http.post("/interrupt")
-        seen = []
+        seen: list[Any] = []
         while not seen or frame_types(seen)[-1] != "execution_interrupted":
             seen.append(await observer.recv(MODEL_RUN_TIMEOUT_S))
         assert seen[-1]["data"]["prompt_id"] == prompt_id

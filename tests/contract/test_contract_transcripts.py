@@ -25,6 +25,7 @@ def test_transcripts_were_recorded() -> None:
             "save_image_websocket", "txt2img_runs"} <= names  # fmt: skip
 
 
+@pytest.mark.timeout(300)  # txt2img_runs loads a checkpoint on a real ComfyUI
 @pytest.mark.parametrize("path", TRANSCRIPTS, ids=[path.stem for path in TRANSCRIPTS])
 async def test_replay_matches_the_recording(target: Target, path: Path) -> None:
     transcript = load(path)

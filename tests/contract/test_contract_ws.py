@@ -8,19 +8,8 @@ from typing import Any
 
 import httpx
 
-from tests.contract.harness import (
-    Target,
-    files_in,
-    frame_types,
-    make_invert_graph,
-    make_load_image_graph,
-    open_ws,
-    queue_prompt,
-    unique_token,
-    upload,
-    wait_history,
-    wait_idle,
-)
+from tests.contract.graphs import files_in, make_invert_graph, make_load_image_graph, unique_token
+from tests.contract.harness import Target, frame_types, open_ws, queue_prompt, upload, wait_history, wait_idle
 
 SUCCESS_ORDER = [
     "status", "status", "execution_start", "execution_cached",
