@@ -75,7 +75,9 @@ class ServiceRuntime:
             settings.models, settings.comfy, downloader=storage_downloader(self.storage), on_event=self._model_event
         )
         remote = RegistryInputSource(self.storage, settings.comfy.input_dir)
-        stager = InputStager(settings.jobs, settings.comfy.input_dir, http=self._http, remote=remote)
+        # A ComfyUI on another machine cannot read input_dir: staged inputs are uploaded to it instead.
+        uploader = None if settings.comfy.inputs_colocated else self.instance.client
+        stager = InputStager(settings.jobs, settings.comfy.input_dir, http=self._http, remote=remote, uploader=uploader)
         collector = OutputCollector(settings.comfy, self.instance.client, self._work_dir)
         delivery = OutputDelivery(self.storage, max_fallback_bytes=settings.storage.max_base64_fallback_bytes)
         runner = JobRunner(

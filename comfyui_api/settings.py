@@ -70,6 +70,8 @@ class ComfySettings:
     http_timeout_s: float = 30.0  # COMFYUI_HTTP_TIMEOUT_S: one HTTP call to ComfyUI
     ws_idle_timeout_s: float = 15.0  # COMFYUI_WS_IDLE_TIMEOUT_S: no frame for this long -> check /history
     outputs_colocated: bool = True  # COMFYUI_OUTPUTS_COLOCATED: read output files from disk instead of /view
+    # COMFYUI_INPUTS_COLOCATED: ComfyUI reads INPUT_DIR; when false, staged inputs reach it via POST /upload/image
+    inputs_colocated: bool = True
     keep_outputs: bool = False  # KEEP_OUTPUTS: leave ComfyUI's output files on disk after reading them
 
     @property
@@ -87,7 +89,7 @@ class JobSettings:
     default_timeout_s: float = 600.0  # PROMPT_TIMEOUT_S: default per-request timeout_s
     max_timeout_s: float = 24 * 3600.0  # PROMPT_MAX_TIMEOUT_S: largest timeout_s a request may ask for
     max_input_bytes: int = 512 * 1024 * 1024  # MAX_INPUT_SIZE_MB: one staged input file
-    download_timeout_s: float = 300.0  # INPUT_DOWNLOAD_TIMEOUT_S: one input download, whole
+    download_timeout_s: float = 300.0  # INPUT_DOWNLOAD_TIMEOUT_S: one input download (or upload to ComfyUI), whole
     max_parallel_downloads: int = 8  # MAX_PARALLEL_DOWNLOADS
 
 
@@ -261,6 +263,7 @@ def _comfy_settings(env: _Env, simulator_home: Path) -> ComfySettings:
         http_timeout_s=env.number("COMFYUI_HTTP_TIMEOUT_S", 30.0, minimum=0.1),
         ws_idle_timeout_s=env.number("COMFYUI_WS_IDLE_TIMEOUT_S", 15.0, minimum=0.1),
         outputs_colocated=env.flag("COMFYUI_OUTPUTS_COLOCATED", not url),
+        inputs_colocated=env.flag("COMFYUI_INPUTS_COLOCATED", not url),
         keep_outputs=env.flag("KEEP_OUTPUTS", False),
     )
 
@@ -292,73 +295,102 @@ def _manifest_json(env: _Env) -> str | None:
     return raw
 
 
+def _webhook_secret(env: _Env) -> str | None:
+    secret = env.text("WEBHOOK_SECRET", None)
+    if secret is not None:
+        try:
+            decode_webhook_secret(secret)
+        except ValueError as exc:  # the message names WEBHOOK_SECRET and never echoes it
+            raise SettingsError(str(exc)) from None
+    return secret
+
+
+def _server_settings(env: _Env) -> ServerSettings:
+    return ServerSettings(
+        host=env.text("HOST", "::"),
+        port=env.integer("PORT", 3000, minimum=1),
+        max_body_bytes=int(env.number("MAX_BODY_SIZE_MB", 100.0, minimum=0.001) * 1024 * 1024),
+        max_queue_depth=env.integer("MAX_QUEUE_DEPTH", 0),
+        shutdown_grace_s=env.number("SHUTDOWN_GRACE_S", 60.0),
+        log_level=env.text("LOG_LEVEL", "INFO").upper(),
+        sse_heartbeat_s=env.number("SSE_HEARTBEAT_S", 15.0, minimum=0.1),
+    )
+
+
+def _job_settings(env: _Env) -> JobSettings:
+    return JobSettings(
+        default_timeout_s=env.number("PROMPT_TIMEOUT_S", 600.0, minimum=0.1),
+        max_timeout_s=env.number("PROMPT_MAX_TIMEOUT_S", 24 * 3600.0, minimum=0.1),
+        max_input_bytes=int(env.number("MAX_INPUT_SIZE_MB", 512.0, minimum=0.001) * 1024 * 1024),
+        download_timeout_s=env.number("INPUT_DOWNLOAD_TIMEOUT_S", 300.0, minimum=0.1),
+        max_parallel_downloads=env.integer("MAX_PARALLEL_DOWNLOADS", 8, minimum=1),
+    )
+
+
+def _webhook_settings(env: _Env, secret: str | None) -> WebhookSettings:
+    return WebhookSettings(
+        secret=secret,
+        retries=env.integer("PROMPT_WEBHOOK_RETRIES", 3),
+        timeout_s=env.number("WEBHOOK_TIMEOUT_S", 10.0, minimum=0.1),
+        backoff_base_s=env.number("WEBHOOK_BACKOFF_BASE_S", 1.0),
+        system_url=env.url("SYSTEM_WEBHOOK_URL", None),
+        system_events=_system_events(env),
+        system_meta=env.with_prefix("SYSTEM_META_"),
+        system_flush_interval_s=env.number("SYSTEM_WEBHOOK_FLUSH_S", 0.5, minimum=0.01),
+    )
+
+
+def _storage_settings(env: _Env) -> StorageSettings:
+    return StorageSettings(
+        aws_region=env.text("AWS_REGION", env.text("AWS_DEFAULT_REGION", None)),
+        aws_endpoint_url=env.url("AWS_ENDPOINT_URL", None),
+        azure_connection_string=env.text("AZURE_STORAGE_CONNECTION_STRING", None),
+        azure_account=env.text("AZURE_STORAGE_ACCOUNT", None),
+        azure_key=env.text("AZURE_STORAGE_KEY", None),
+        azure_sas_token=env.text("AZURE_STORAGE_SAS_TOKEN", None),
+        hf_token=env.text("HF_TOKEN", None),
+        hf_endpoint=env.url("HF_ENDPOINT", "https://huggingface.co"),
+        http_auth_header_name=env.text("HTTP_AUTH_HEADER_NAME", None),
+        http_auth_header_value=env.text("HTTP_AUTH_HEADER_VALUE", None),
+        transfer_timeout_s=env.number("STORAGE_TIMEOUT_S", 600.0, minimum=0.1),
+        max_parallel_uploads=env.integer("MAX_PARALLEL_UPLOADS", 4, minimum=1),
+        max_base64_fallback_bytes=int(env.number("MAX_BASE64_FALLBACK_MB", 64.0) * 1024 * 1024),
+    )
+
+
+def _model_settings(env: _Env) -> ModelSettings:
+    return ModelSettings(
+        manifest_path=env.path("MANIFEST", None),
+        manifest_json=_manifest_json(env),
+        cache_dir=env.path("CACHE_DIR", Path("~/.cache/comfyui-api").expanduser()),
+        lru_cache_size_bytes=int(env.number("LRU_CACHE_SIZE_GB", 0.0) * 1024**3),
+        ready_waits_for_after_start=env.flag("READY_WAITS_FOR_MODELS", True),
+        download_timeout_s=env.number("MODEL_DOWNLOAD_TIMEOUT_S", 3600.0, minimum=0.1),
+    )
+
+
+def _warmup_settings(env: _Env) -> WarmupSettings:
+    return WarmupSettings(
+        prompt_file=env.path("WARMUP_PROMPT_FILE", None),
+        prompt_url=env.url("WARMUP_PROMPT_URL", None),
+        required=env.flag("WARMUP_REQUIRED", False),
+        timeout_s=env.number("WARMUP_TIMEOUT_S", 1800.0, minimum=1.0),
+    )
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings tree from an environment mapping (default: os.environ)."""
     env = _Env(os.environ if environ is None else environ)
     data_home = env.path("COMFYUI_API_HOME", Path("~/.local/share/comfyui-api").expanduser())
-    webhook_secret = env.text("WEBHOOK_SECRET", None)
-    if webhook_secret is not None:
-        try:
-            decode_webhook_secret(webhook_secret)
-        except ValueError as exc:  # the message names WEBHOOK_SECRET and never echoes it
-            raise SettingsError(str(exc)) from None
+    webhook_secret = _webhook_secret(env)
     settings = Settings(
-        server=ServerSettings(
-            host=env.text("HOST", "::"),
-            port=env.integer("PORT", 3000, minimum=1),
-            max_body_bytes=int(env.number("MAX_BODY_SIZE_MB", 100.0, minimum=0.001) * 1024 * 1024),
-            max_queue_depth=env.integer("MAX_QUEUE_DEPTH", 0),
-            shutdown_grace_s=env.number("SHUTDOWN_GRACE_S", 60.0),
-            log_level=env.text("LOG_LEVEL", "INFO").upper(),
-            sse_heartbeat_s=env.number("SSE_HEARTBEAT_S", 15.0, minimum=0.1),
-        ),
+        server=_server_settings(env),
         comfy=_comfy_settings(env, data_home / "simulator"),
-        jobs=JobSettings(
-            default_timeout_s=env.number("PROMPT_TIMEOUT_S", 600.0, minimum=0.1),
-            max_timeout_s=env.number("PROMPT_MAX_TIMEOUT_S", 24 * 3600.0, minimum=0.1),
-            max_input_bytes=int(env.number("MAX_INPUT_SIZE_MB", 512.0, minimum=0.001) * 1024 * 1024),
-            download_timeout_s=env.number("INPUT_DOWNLOAD_TIMEOUT_S", 300.0, minimum=0.1),
-            max_parallel_downloads=env.integer("MAX_PARALLEL_DOWNLOADS", 8, minimum=1),
-        ),
-        webhooks=WebhookSettings(
-            secret=webhook_secret,
-            retries=env.integer("PROMPT_WEBHOOK_RETRIES", 3),
-            timeout_s=env.number("WEBHOOK_TIMEOUT_S", 10.0, minimum=0.1),
-            backoff_base_s=env.number("WEBHOOK_BACKOFF_BASE_S", 1.0),
-            system_url=env.url("SYSTEM_WEBHOOK_URL", None),
-            system_events=_system_events(env),
-            system_meta=env.with_prefix("SYSTEM_META_"),
-            system_flush_interval_s=env.number("SYSTEM_WEBHOOK_FLUSH_S", 0.5, minimum=0.01),
-        ),
-        storage=StorageSettings(
-            aws_region=env.text("AWS_REGION", env.text("AWS_DEFAULT_REGION", None)),
-            aws_endpoint_url=env.url("AWS_ENDPOINT_URL", None),
-            azure_connection_string=env.text("AZURE_STORAGE_CONNECTION_STRING", None),
-            azure_account=env.text("AZURE_STORAGE_ACCOUNT", None),
-            azure_key=env.text("AZURE_STORAGE_KEY", None),
-            azure_sas_token=env.text("AZURE_STORAGE_SAS_TOKEN", None),
-            hf_token=env.text("HF_TOKEN", None),
-            hf_endpoint=env.url("HF_ENDPOINT", "https://huggingface.co"),
-            http_auth_header_name=env.text("HTTP_AUTH_HEADER_NAME", None),
-            http_auth_header_value=env.text("HTTP_AUTH_HEADER_VALUE", None),
-            transfer_timeout_s=env.number("STORAGE_TIMEOUT_S", 600.0, minimum=0.1),
-            max_parallel_uploads=env.integer("MAX_PARALLEL_UPLOADS", 4, minimum=1),
-            max_base64_fallback_bytes=int(env.number("MAX_BASE64_FALLBACK_MB", 64.0) * 1024 * 1024),
-        ),
-        models=ModelSettings(
-            manifest_path=env.path("MANIFEST", None),
-            manifest_json=_manifest_json(env),
-            cache_dir=env.path("CACHE_DIR", Path("~/.cache/comfyui-api").expanduser()),
-            lru_cache_size_bytes=int(env.number("LRU_CACHE_SIZE_GB", 0.0) * 1024**3),
-            ready_waits_for_after_start=env.flag("READY_WAITS_FOR_MODELS", True),
-            download_timeout_s=env.number("MODEL_DOWNLOAD_TIMEOUT_S", 3600.0, minimum=0.1),
-        ),
-        warmup=WarmupSettings(
-            prompt_file=env.path("WARMUP_PROMPT_FILE", None),
-            prompt_url=env.url("WARMUP_PROMPT_URL", None),
-            required=env.flag("WARMUP_REQUIRED", False),
-            timeout_s=env.number("WARMUP_TIMEOUT_S", 1800.0, minimum=1.0),
-        ),
+        jobs=_job_settings(env),
+        webhooks=_webhook_settings(env, webhook_secret),
+        storage=_storage_settings(env),
+        models=_model_settings(env),
+        warmup=_warmup_settings(env),
         workflows=WorkflowSettings(workflow_dir=env.path("WORKFLOW_DIR", None)),
     )
     if settings.warmup.prompt_file and settings.warmup.prompt_url:

@@ -1,4 +1,4 @@
-"""HTTP client for one ComfyUI: queue, history, interrupt, object_info, models, outputs. One shared httpx client.
+"""HTTP client for one ComfyUI: queue, history, interrupt, object_info, models, inputs, outputs. One httpx client.
 
 Maps transport failures and 5xx to ComfyUnavailable, unreadable answers to ComfyProtocolError, and graph
 validation failures to WorkflowRejected. Knows nothing about jobs, webhooks or our HTTP routes.
@@ -6,6 +6,7 @@ validation failures to WorkflowRejected. Knows nothing about jobs, webhooks or o
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
@@ -215,6 +216,39 @@ class ComfyClient:
         except httpx.HTTPError:
             return False
         return response.status_code == 200
+
+    # -- inputs ----------------------------------------------------------------------------------------------------
+
+    async def upload_input(self, path: Path, subfolder: str, *, timeout_s: float | None = None) -> str:
+        """Hand a local file to ComfyUI's input folder; returns the name a loader node must be given.
+
+        POST /upload/image, multipart streamed from disk: `image` (the file, under its own name), `subfolder`,
+        `type=input`, `overwrite=true`. ComfyUI stores any file type there, despite the route's name. The answer is
+        `<subfolder>/<name>` as ComfyUI reports it stored the file (just `<name>` without a subfolder). ComfyUI has
+        no route to delete an input, so the file stays in its input folder. timeout_s bounds the whole transfer
+        (default: the per-request timeout, which also applies to each chunk).
+        """
+        limit_s = self._timeout_s if timeout_s is None else timeout_s
+        fields = {"subfolder": subfolder, "type": "input", "overwrite": "true"}
+        try:
+            with path.open("rb") as handle:
+                async with asyncio.timeout(limit_s):
+                    response = await self._http.post(
+                        "/upload/image", data=fields, files={"image": (path.name, handle, "application/octet-stream")}
+                    )
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise ComfyUnavailable(f"ComfyUI did not take input {path.name} within {limit_s:g}s") from exc
+        except httpx.TransportError as exc:
+            raise ComfyUnavailable(f"lost ComfyUI while uploading input {path.name}: {exc!r}") from exc
+        if response.status_code >= 500:
+            raise ComfyUnavailable(f"ComfyUI answered POST /upload/image with {response.status_code}")
+        self._expect_ok(response, "POST /upload/image")
+        body = self._json(response, "POST /upload/image")
+        name = body.get("name") if isinstance(body, Mapping) else None
+        stored_in = body.get("subfolder", "") if isinstance(body, Mapping) else None
+        if not isinstance(name, str) or not name or not isinstance(stored_in, str):
+            raise ComfyProtocolError(f"ComfyUI answered POST /upload/image without a name: {_snippet(response.text)}")
+        return f"{stored_in}/{name}" if stored_in else name
 
     # -- outputs ---------------------------------------------------------------------------------------------------
 

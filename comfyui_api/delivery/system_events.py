@@ -25,25 +25,12 @@ import msgspec
 
 from comfyui_api.delivery.sender import HttpClientFactory, RetryPolicy, Sleep, WebhookSender, default_http_client
 from comfyui_api.delivery.signing import WebhookSigner
-from comfyui_api.settings import WebhookSettings
+from comfyui_api.settings import SYSTEM_EVENT_NAMES, WebhookSettings
 
 logger = logging.getLogger(__name__)
 
-COMFY_EVENTS = frozenset(
-    {
-        "status",
-        "progress",
-        "progress_state",
-        "executing",
-        "execution_start",
-        "execution_cached",
-        "executed",
-        "execution_success",
-        "execution_interrupted",
-        "execution_error",
-    }
-)
-STORAGE_EVENTS = frozenset({"storage.file_uploaded", "storage.file_downloaded", "storage.file_deleted"})
+STORAGE_EVENTS = frozenset(name for name in SYSTEM_EVENT_NAMES if name.startswith("storage."))
+COMFY_EVENTS = frozenset(SYSTEM_EVENT_NAMES) - STORAGE_EVENTS
 
 JobIdFor = Callable[[str], str | None]
 """ComfyUI prompt_id -> our job id (None: not one of ours; the prompt_id is then passed on unchanged)."""

@@ -30,7 +30,6 @@ class ComfyEventFeed:
         self._publisher = publisher
         self._subscription: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
-        self.forwarded = 0
 
     def start(self) -> None:
         if not self._publisher.enabled or self._task is not None:
@@ -57,4 +56,3 @@ class ComfyEventFeed:
             name = message.raw_type
             if name and self._publisher.wants(name):
                 self._publisher.publish(name, message.raw_data)
-                self.forwarded += 1

@@ -17,11 +17,6 @@ class MediaType:
     content_type: str
     extension: str  # without the dot
 
-    @property
-    def family(self) -> str:
-        """ "image", "video", "audio" or "application"."""
-        return self.content_type.split("/", 1)[0]
-
 
 PNG = MediaType("image/png", "png")
 JPEG = MediaType("image/jpeg", "jpg")

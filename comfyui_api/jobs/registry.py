@@ -7,9 +7,8 @@ State lives on a `JobRegistry` object (one per server); nothing global. Knows no
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from comfyui_api.errors import CapacityError, InvalidRequest, JobNotFound
@@ -20,7 +19,6 @@ from comfyui_api.jobs.model import JobStatus
 class JobEntry:
     id: str
     status: JobStatus = JobStatus.QUEUED
-    created_at_s: float = field(default_factory=time.time)
     task: asyncio.Task[Any] | None = None
     cancel_requested: bool = False
     cancel_reason: str = "cancelled"

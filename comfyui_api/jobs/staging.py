@@ -1,5 +1,6 @@
 """Input staging: turns the media inputs of a graph (base64, data URIs, URLs) into real files under
-`<input_dir>/<job id>/` and rewrites the graph to point at them; removes that folder after the job.
+`<input_dir>/<job id>/`, hands them to a ComfyUI that cannot read that folder through an `InputUploader`, and
+rewrites the graph to the names ComfyUI sees; removes the local folder after the job.
 
 Plain file names pass through untouched. Never writes symlinks (ComfyUI refuses them). Knows nothing about HTTP
 routes or ComfyUI's protocol; other URL schemes (s3://, blob URLs, ...) are handed to an optional `RemoteSource`.
@@ -46,12 +47,22 @@ class RemoteSource(Protocol):
     ) -> Path: ...
 
 
+class InputUploader(Protocol):
+    """Puts a local file into the input folder of a ComfyUI on another machine (ComfyClient.upload_input).
+
+    Returns the name ComfyUI stored it under, `<subfolder>/<name>`. ComfyUI cannot delete inputs, so uploaded
+    files stay in its input folder after the job; only the local copy is removed.
+    """
+
+    async def upload_input(self, path: Path, subfolder: str, *, timeout_s: float | None = None) -> str: ...
+
+
 @dataclass(frozen=True)
 class StagedInput:
     node_id: str
     input_name: str
-    path: Path  # the real file under the job's input folder
-    value: str  # what the graph now says: "<job id>/<name>.<ext>", relative to the input dir
+    path: Path  # the real file under the job's local input folder
+    value: str  # what the graph now says: "<job id>/<name>.<ext>", relative to ComfyUI's input dir
     content_type: str
 
 
@@ -111,7 +122,12 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 
 class InputStager:
-    """Stages one job's media inputs. One instance serves every job; downloads are bounded across all of them."""
+    """Stages one job's media inputs. One instance serves every job; transfers are bounded across all of them.
+
+    With an `uploader` (ComfyUI does not share `input_dir`), every staged file is also uploaded into ComfyUI's
+    input folder under the same `<job id>/...` path, each upload bounded by INPUT_DOWNLOAD_TIMEOUT_S; without one,
+    ComfyUI reads the files from `input_dir` directly.
+    """
 
     def __init__(
         self,
@@ -120,11 +136,13 @@ class InputStager:
         *,
         http: httpx.AsyncClient,
         remote: RemoteSource | None = None,
+        uploader: InputUploader | None = None,
     ):
         self._settings = settings
         self._input_dir = input_dir
         self._http = http
         self._remote = remote
+        self._uploader = uploader
         self._download_slots = asyncio.Semaphore(settings.max_parallel_downloads)
 
     def job_dir(self, job_id: str) -> Path:
@@ -167,8 +185,8 @@ class InputStager:
         stem = f"{_UNSAFE_NAME_CHARS.sub('_', item.node_id)}-{_UNSAFE_NAME_CHARS.sub('_', item.input_name)}"
         if isinstance(item.value, str) and item.kind != "directory":
             path, found = await self._stage_file(item.value, job_dir, stem, field, credentials)
-            staged = StagedInput(item.node_id, item.input_name, path, f"{job_id}/{path.name}", found.content_type)
-            return staged.value, [staged]
+            value = await self._hand_over(path, job_id, field)
+            return value, [StagedInput(item.node_id, item.input_name, path, value, found.content_type)]
         values = [item.value] if isinstance(item.value, str) else item.value
         folder = job_dir / stem
         folder.mkdir()
@@ -176,9 +194,20 @@ class InputStager:
         for index, value in enumerate(values):
             element_field = f"{field}[{index}]" if isinstance(item.value, list) else field
             path, found = await self._stage_file(value, folder, f"{index:04d}", element_field, credentials)
-            relative = f"{job_id}/{stem}/{path.name}"
+            relative = await self._hand_over(path, f"{job_id}/{stem}", element_field)
             files.append(StagedInput(item.node_id, item.input_name, path, relative, found.content_type))
         return f"{job_id}/{stem}", files
+
+    async def _hand_over(self, path: Path, subfolder: str, field: str) -> str:
+        """The name ComfyUI will find the staged file under: uploaded into `subfolder` when ComfyUI is remote."""
+        if self._uploader is None:
+            return f"{subfolder}/{path.name}"
+        async with self._download_slots:
+            try:
+                return await self._uploader.upload_input(path, subfolder, timeout_s=self._settings.download_timeout_s)
+            except ComfyApiError as exc:
+                exc.field = exc.field or field
+                raise
 
     async def _stage_file(
         self, value: str, folder: Path, stem: str, field: str, credentials: Sequence[Credential]

@@ -131,10 +131,6 @@ class PromptWatch:
         self._succeeded = False
 
     @property
-    def progress_percent(self) -> float:
-        return self._progress.percent
-
-    @property
     def outputs_seen(self) -> dict[str, Any]:
         """Outputs of the nodes that reported `executed` so far (also when the prompt then failed)."""
         return dict(self._outcome.outputs)

@@ -126,10 +126,6 @@ class ModelLibrary:
         self._background.add(task)
         task.add_done_callback(functools.partial(self._finished, cache_url(url)))
 
-    @property
-    def pending_downloads(self) -> int:
-        return len(self._background)
-
     async def wait_background(self, timeout_s: float) -> None:
         """Wait for the background downloads started so far (their failures are logged, not raised)."""
         tasks = list(self._background)

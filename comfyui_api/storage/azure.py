@@ -18,8 +18,8 @@ from azure.storage.blob.aio import BlobClient, BlobServiceClient, ExponentialRet
 
 from comfyui_api.errors import InputStagingError, InvalidRequest, StorageError
 from comfyui_api.jobs.model import Credential
-from comfyui_api.storage.base import ProviderNotConfigured, UploadedFile
-from comfyui_api.storage.credentials import redact_url, scrub, secrets_of, strip_secrets
+from comfyui_api.storage.base import ProviderNotConfigured, UploadedFile, reject_unknown_options
+from comfyui_api.storage.credentials import describe_error, redact_url, secrets_of, strip_secrets
 from comfyui_api.storage.filenames import download_filename
 from comfyui_api.storage.localfiles import IncomingFile, check_size, file_size
 
@@ -91,7 +91,7 @@ class AzureBlobProvider:
         return BlobClient.from_blob_url(url, **self._client_options)
 
     def _error(self, exc: BaseException, what: str, extra: Sequence[str], *, downloading: bool) -> Exception:
-        detail = scrub(f"{type(exc).__name__}: {exc}", self._secrets + tuple(extra))
+        detail = describe_error(exc, self._secrets + tuple(extra))
         detail = detail.split("\n", 1)[0]  # the service's XML body follows the first line
         code = getattr(exc, "error_code", None)
         if code:
@@ -129,9 +129,7 @@ class AzureBlobProvider:
         prefix = options.get("blob_prefix", "")
         if prefix is not None and not isinstance(prefix, str):
             raise InvalidRequest("blob_prefix must be a string", field="blob_prefix")
-        unknown = sorted(set(options) - set(_OPTIONS))
-        if unknown:
-            raise InvalidRequest(f"unknown option {unknown[0]!r}; known: {', '.join(_OPTIONS)}", field=unknown[0])
+        reject_unknown_options(options, _OPTIONS)
 
     async def upload(
         self,

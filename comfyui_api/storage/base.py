@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from comfyui_api.errors import InvalidRequest
 from comfyui_api.jobs.model import Credential
 
 
@@ -49,6 +50,13 @@ class StorageEvent:
 
 StorageEventSink = Callable[[StorageEvent], None]
 """Receives storage events. Must not block: implementations put the event on a queue."""
+
+
+def reject_unknown_options(options: Mapping[str, Any], known: Sequence[str]) -> None:
+    """Raise InvalidRequest naming the first (sorted) option of `options` that is not in `known`."""
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise InvalidRequest(f"unknown option {unknown[0]!r}; known: {', '.join(known)}", field=unknown[0])
 
 
 @runtime_checkable

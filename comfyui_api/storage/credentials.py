@@ -227,3 +227,8 @@ def scrub(text: str, secrets: Sequence[str]) -> str:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
+
+
+def describe_error(exc: BaseException, secrets: Sequence[str]) -> str:
+    """`<exception type>: <message>`, scrubbed of every secret, for a StorageError's message."""
+    return scrub(f"{type(exc).__name__}: {exc}", secrets)

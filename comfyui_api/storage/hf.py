@@ -30,8 +30,8 @@ from huggingface_hub.errors import (
 
 from comfyui_api.errors import InputStagingError, InvalidRequest, StorageError
 from comfyui_api.jobs.model import Credential
-from comfyui_api.storage.base import UploadedFile
-from comfyui_api.storage.credentials import bearer_token_for, redact_url, scrub, secrets_of
+from comfyui_api.storage.base import UploadedFile, reject_unknown_options
+from comfyui_api.storage.credentials import bearer_token_for, describe_error, redact_url, secrets_of
 from comfyui_api.storage.localfiles import check_size, file_size, reserve_path
 
 logger = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class HuggingFaceProvider:
             raise StorageError(f"{what} did not finish within {self._timeout_s:g} s", provider=self.name) from None
 
     def _error(self, exc: BaseException, what: str, secrets: Sequence[str], *, downloading: bool) -> Exception:
-        detail = scrub(f"{type(exc).__name__}: {exc}", secrets).split("\n", 1)[0]
+        detail = describe_error(exc, secrets).split("\n", 1)[0]
         status = exc.response.status_code if isinstance(exc, HfHubHTTPError) and exc.response is not None else None
         not_found = isinstance(exc, RepositoryNotFoundError | RevisionNotFoundError | EntryNotFoundError)
         not_found = not_found and not isinstance(exc, LocalEntryNotFoundError)  # that one means "hub unreachable"
@@ -181,9 +181,7 @@ class HuggingFaceProvider:
             value = options.get(name)
             if value is not None and not isinstance(value, str):
                 raise InvalidRequest(f"{name} must be a string", field=name)
-        unknown = sorted(set(options) - set(_OPTIONS))
-        if unknown:
-            raise InvalidRequest(f"unknown option {unknown[0]!r}; known: {', '.join(_OPTIONS)}", field=unknown[0])
+        reject_unknown_options(options, _OPTIONS)
 
     async def upload(
         self,

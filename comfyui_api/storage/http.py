@@ -16,12 +16,12 @@ import httpx
 
 from comfyui_api.errors import InputStagingError, InvalidRequest, StorageError
 from comfyui_api.jobs.model import Credential
-from comfyui_api.storage.base import UploadedFile
+from comfyui_api.storage.base import UploadedFile, reject_unknown_options
 from comfyui_api.storage.credentials import (
+    describe_error,
     http_auth_for,
     matching_credential,
     redact_url,
-    scrub,
     secrets_of,
     split_userinfo,
     strip_secrets,
@@ -149,7 +149,7 @@ class HttpProvider:
                     async for chunk in response.aiter_bytes(1024 * 1024):
                         await sink.write(chunk)
         except httpx.HTTPError as exc:
-            detail = scrub(f"{type(exc).__name__}: {exc}", secrets)
+            detail = describe_error(exc, secrets)
             raise StorageError(f"GET {shown} failed: {detail}", provider=self.name) from None
         assert sink.path is not None
         return sink.path
@@ -161,9 +161,7 @@ class HttpProvider:
         parts = urlsplit(prefix)
         if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
             raise InvalidRequest("url_prefix must be an http:// or https:// URL", field="url_prefix")
-        unknown = sorted(set(options) - {"url_prefix"})
-        if unknown:
-            raise InvalidRequest(f"unknown option {unknown[0]!r}; known: url_prefix", field=unknown[0])
+        reject_unknown_options(options, ("url_prefix",))
 
     @staticmethod
     def upload_url(url_prefix: str, key: str) -> str:
@@ -196,7 +194,7 @@ class HttpProvider:
                 follow_redirects=False,
             )
         except httpx.HTTPError as exc:
-            detail = scrub(f"{type(exc).__name__}: {exc}", secrets)
+            detail = describe_error(exc, secrets)
             raise StorageError(f"PUT {shown} failed: {detail}", provider=self.name) from None
         if response.status_code >= 300:
             raise StorageError(

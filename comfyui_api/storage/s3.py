@@ -21,8 +21,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from comfyui_api.errors import ComfyApiError, InputStagingError, InvalidRequest, StorageError
 from comfyui_api.jobs.model import Credential
-from comfyui_api.storage.base import ProviderNotConfigured, UploadedFile
-from comfyui_api.storage.credentials import S3Credentials, s3_credentials_for, scrub, secrets_of
+from comfyui_api.storage.base import ProviderNotConfigured, UploadedFile, reject_unknown_options
+from comfyui_api.storage.credentials import S3Credentials, describe_error, s3_credentials_for, secrets_of
 from comfyui_api.storage.filenames import download_filename
 from comfyui_api.storage.localfiles import CHUNK_BYTES, FileSlice, IncomingFile, check_size, file_size
 
@@ -127,7 +127,7 @@ class S3Provider:
         exc = _first_leaf(exc)
         if isinstance(exc, ComfyApiError):
             return exc
-        detail = scrub(f"{type(exc).__name__}: {exc}", secrets)
+        detail = describe_error(exc, secrets)
         if downloading and isinstance(exc, ClientError):
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in _CALLER_ERRORS:
@@ -169,9 +169,7 @@ class S3Provider:
             raise InvalidRequest(
                 f"presign_expires_s must be an integer from 1 to {MAX_PRESIGN_EXPIRES_S}", field="presign_expires_s"
             )
-        unknown = sorted(set(options) - set(_OPTIONS))
-        if unknown:
-            raise InvalidRequest(f"unknown option {unknown[0]!r}; known: {', '.join(_OPTIONS)}", field=unknown[0])
+        reject_unknown_options(options, _OPTIONS)
 
     async def upload(
         self,

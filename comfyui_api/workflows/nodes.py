@@ -9,9 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-VALUE_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
-"""Input types that take a literal value; every other type (MODEL, IMAGE, ...) is a link from another node."""
-
 _UPLOAD_FLAGS = (("image_upload", "image"), ("audio_upload", "audio"), ("video_upload", "video"))
 
 
@@ -28,10 +25,6 @@ class NodeInputInfo:
     maximum: int | float | None = None
     tooltip: str | None = None
     upload: str | None = None
-
-    @property
-    def takes_value(self) -> bool:
-        return self.comfy_type in VALUE_TYPES
 
 
 def knows_class(object_info: Mapping[str, Any], class_type: str) -> bool:

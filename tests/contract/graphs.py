@@ -11,6 +11,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from tests.graphs import txt2img_graph
+
 
 def unique_token() -> str:
     return uuid.uuid4().hex[:12]
@@ -69,32 +71,16 @@ def make_txt2img_graph(
     checkpoint: str, prefix: str, seed: int, steps: int = 2, size: int = 64, output_class: str = "SaveImage"
 ) -> dict[str, Any]:
     """CheckpointLoaderSimple -> CLIPTextEncode x2 -> KSampler -> VAEDecode -> SaveImage (node ids as ComfyUI's)."""
-    output_inputs: dict[str, Any] = {"images": ["8", 0]}
-    if output_class == "SaveImage":
-        output_inputs["filename_prefix"] = prefix
-    return {
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
-        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": size, "height": size, "batch_size": 1}},
-        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox", "clip": ["4", 1]}},
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
-        "3": {
-            "class_type": "KSampler",
-            "inputs": {
-                "seed": seed,
-                "steps": steps,
-                "cfg": 7.0,
-                "sampler_name": "euler",
-                "scheduler": "normal",
-                "denoise": 1.0,
-                "model": ["4", 0],
-                "positive": ["6", 0],
-                "negative": ["7", 0],
-                "latent_image": ["5", 0],
-            },
-        },
-        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-        "9": {"class_type": output_class, "inputs": output_inputs},
-    }
+    return txt2img_graph(
+        checkpoint,
+        prefix=prefix,
+        seed=seed,
+        steps=steps,
+        size=size,
+        positive="a red fox",
+        negative="blurry",
+        output_class=output_class,
+    )
 
 
 def files_in(directory: Path | None) -> set[str]:

@@ -243,7 +243,7 @@ def all_scenarios() -> list[dict[str, Any]]:
 
 # The node classes whose /object_info entries must match a real ComfyUI 0.3.64 (the simulator implements these).
 OBJECT_INFO_NODES = (
-    "KSampler", "CheckpointLoaderSimple", "CLIPTextEncode", "VAEDecode", "EmptyLatentImage", "SaveImage",
+    "KSampler", "CheckpointLoaderSimple", "CLIPTextEncode", "VAEDecode", "VAEEncode", "EmptyLatentImage", "SaveImage",
     "PreviewImage", "LoadImage", "LoadImageMask", "ImageScale", "ImageScaleBy", "ImageInvert", "ImageBatch",
     "EmptyImage", "SaveLatent", "ImageBlend", "ImageBlur", "MaskToImage", "ImageToMask", "SolidMask", "InvertMask",
     "MaskPreview", "ImageCrop", "SaveAnimatedWEBP", "SaveAnimatedPNG", "SaveAudio", "SaveAudioMP3", "SaveAudioOpus",

@@ -1,20 +1,37 @@
-"""Fixtures for integration tests: a shared real server per module (simulator as ComfyUI) and a local HTTP server
-serving media files for download tests. Helpers live in `tests/integration/server.py`."""
+"""Fixtures for integration tests: a shared real server per module (simulator as ComfyUI, or the real ComfyUI named
+by COMFYUI_TEST_DIR) and a local HTTP server serving media files for download tests. Tests marked simulator_only /
+real_only are skipped on the other kind of ComfyUI. Helpers live in `tests/integration/server.py`."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
-from tests.integration.server import ServerProcess, png_bytes, running_server
+from tests.integration.server import TARGET, ServerProcess, png_bytes, running_server
 
+HERE = Path(__file__).resolve().parent
 MEDIA_FILES = {
     "/green.png": (png_bytes((10, 200, 30)), "image/png"),
     "/notes.txt": (b"plain text, not a picture", "text/plain"),
 }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip at collection, so a skipped test starts no (module-scoped) server. Pytest hands this hook every item of
+    the session: only this folder's are looked at."""
+    for item in items:
+        if not item.path.is_relative_to(HERE):
+            continue
+        simulator_only = item.get_closest_marker("simulator_only")
+        if simulator_only is not None and TARGET.is_real:
+            reason = simulator_only.kwargs.get("reason", "checks the simulator only")
+            item.add_marker(pytest.mark.skip(reason=f"simulator_only: {reason}"))
+        if item.get_closest_marker("real_only") is not None and not TARGET.is_real:
+            item.add_marker(pytest.mark.skip(reason="real_only: needs a real ComfyUI (COMFYUI_TEST_DIR)"))
 
 
 @pytest.fixture(scope="module")

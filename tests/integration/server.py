@@ -1,6 +1,9 @@
 """Start the real server (`python -m comfyui_api`) as a subprocess on loopback, with the simulator as its ComfyUI,
 everything under one temporary root; plus graph factories and small HTTP helpers shared by integration tests.
 
+COMFYUI_TEST_DIR (a ComfyUI checkout) and COMFYUI_TEST_PYTHON (its interpreter), the variables the contract suite
+reads, make the server launch that real ComfyUI on the CPU instead; TARGET says which one this run uses.
+
 Usage:
     server = start_server(tmp_path, env={"MAX_QUEUE_DEPTH": "4"})
     try: ... httpx.post(server.url("/prompt"), json={...}) ...
@@ -22,16 +25,74 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psutil
 from PIL import Image
 
+from tests.graphs import txt2img_graph
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
-CHECKPOINT = "test-model.safetensors"
+SIMULATED_CHECKPOINT = "test-model.safetensors"
+# The random-weight SD1.5 checkpoint the real test checkout keeps in models/checkpoints.
+REAL_CHECKPOINT = "random-sd15.safetensors"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ComfyTarget:
+    """Which ComfyUI the server launches: the bundled simulator, or a real checkout run on the CPU."""
+
+    checkout: Path | None = None
+    python: str = sys.executable
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ComfyTarget:
+        checkout = env.get("COMFYUI_TEST_DIR") or None
+        return cls(Path(checkout) if checkout else None, env.get("COMFYUI_TEST_PYTHON") or sys.executable)
+
+    @property
+    def is_real(self) -> bool:
+        return self.checkout is not None
+
+    @property
+    def checkpoint(self) -> str:
+        return REAL_CHECKPOINT if self.is_real else SIMULATED_CHECKPOINT
+
+    @property
+    def start_timeout_s(self) -> float:
+        # A real ComfyUI imports torch and its node packs for 6-11 s on an idle machine; far longer on a busy one.
+        return 180.0 if self.is_real else 60.0
+
+    def pick(self, *, simulator: T, real: T) -> T:
+        """A value that depends on the target: a step count, a timeout."""
+        return real if self.is_real else simulator
+
+    def home(self, dirs: ComfyDirs) -> Path:
+        """COMFY_HOME: the working directory of the ComfyUI command."""
+        return self.checkout if self.checkout is not None else dirs.root
+
+    def cmd(self, port: int, dirs: ComfyDirs, *, step_seconds: float, extra: tuple[str, ...] = ()) -> list[str]:
+        """The argv that starts this ComfyUI on `port` with its folders under `dirs` (run it in `home`)."""
+        if self.checkout is None:
+            return simulator_cmd(port, dirs, step_seconds=step_seconds, extra=extra)
+        return [
+            self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
+            "--input-directory", str(dirs.input), "--output-directory", str(dirs.output),
+            "--temp-directory", str(dirs.temp), "--user-directory", str(dirs.user),
+            # float32 weights: on a CPU float16 sampling is about twice as slow.
+            "--force-fp32", *extra,
+        ]  # fmt: skip
+
+
+TARGET = ComfyTarget.from_env(os.environ)
+CHECKPOINT = TARGET.checkpoint
+START_TIMEOUT_S = TARGET.start_timeout_s
+# How long a job may take to reach ComfyUI's queue: a real one may still be finishing an interrupted checkpoint load.
+QUEUE_WAIT_S = TARGET.pick(simulator=10.0, real=60.0)
 
 
 def free_port() -> int:
@@ -62,10 +123,15 @@ class ComfyDirs:
     def models(self) -> Path:
         return self.root / "models"
 
+    @property
+    def user(self) -> Path:
+        """A real ComfyUI's --user-directory, so runs never share the checkout's."""
+        return self.root / "user"
+
     def create(self) -> None:
-        for folder in (self.input, self.output, self.temp, self.models / "checkpoints"):
+        for folder in (self.input, self.output, self.temp, self.models / "checkpoints", self.user):
             folder.mkdir(parents=True, exist_ok=True)
-        (self.models / "checkpoints" / CHECKPOINT).write_bytes(b"\0" * 16)
+        (self.models / "checkpoints" / SIMULATED_CHECKPOINT).write_bytes(b"\0" * 16)
 
     def files(self) -> list[Path]:
         """Every file left in input/output/temp (the seeded checkpoint does not count)."""
@@ -193,12 +259,12 @@ def make_server(
             "HOST": "127.0.0.1",
             "PORT": str(port),
             "COMFYUI_PORT_HOST": str(comfy_port),
-            "COMFY_HOME": str(dirs.root),
+            "COMFY_HOME": str(TARGET.home(dirs)),
             "INPUT_DIR": str(dirs.input),
             "OUTPUT_DIR": str(dirs.output),
             "TEMP_DIR": str(dirs.temp),
             "MODEL_DIR": str(dirs.models),
-            "CMD": shlex.join(simulator_cmd(comfy_port, dirs, step_seconds=step_seconds, extra=comfy_extra)),
+            "CMD": shlex.join(TARGET.cmd(comfy_port, dirs, step_seconds=step_seconds, extra=comfy_extra)),
             "COMFYUI_API_HOME": str(root / "home"),
             "CACHE_DIR": str(root / "cache"),
             "TMPDIR": str(root / "tmp"),
@@ -208,6 +274,8 @@ def make_server(
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if TARGET.is_real:
+        base_env["STARTUP_CHECK_MAX_TRIES"] = str(int(START_TIMEOUT_S / 0.1))
     base_env.update(env or {})
     return ServerProcess(root, port, comfy_port, dirs, base_env, root / "server.log")
 
@@ -249,13 +317,15 @@ async def comfy_queue(comfy_port: int) -> dict[str, list[Any]]:
         return (await client.get(f"http://127.0.0.1:{comfy_port}/queue")).json()
 
 
-async def until_in_comfy_queue(comfy_port: int, job_id: str, where: str = "queue_running") -> None:
+async def until_in_comfy_queue(
+    comfy_port: int, job_id: str, where: str = "queue_running", *, timeout_s: float = QUEUE_WAIT_S
+) -> None:
     """Wait until ComfyUI lists the job under `where` ("queue_running" or "queue_pending")."""
 
     async def listed() -> bool:
         return any(item[1] == job_id for item in (await comfy_queue(comfy_port))[where])
 
-    await wait_until(listed)
+    await wait_until(listed, timeout_s=timeout_s)
 
 
 # ---- graphs ----------------------------------------------------------------------------------------------------
@@ -284,29 +354,7 @@ def load_image_graph(image: str) -> dict[str, Any]:
 
 def sampler_graph(steps: int, *, seed: int = 1, size: int = 64) -> dict[str, Any]:
     """Checkpoint -> text encode -> KSampler(steps) -> VAEDecode -> SaveImage: slow in proportion to steps."""
-    return {
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
-        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": size, "height": size, "batch_size": 1}},
-        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["4", 1]}},
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
-        "3": {
-            "class_type": "KSampler",
-            "inputs": {
-                "seed": seed,
-                "steps": steps,
-                "cfg": 7.0,
-                "sampler_name": "euler",
-                "scheduler": "normal",
-                "denoise": 1.0,
-                "model": ["4", 0],
-                "positive": ["6", 0],
-                "negative": ["7", 0],
-                "latent_image": ["5", 0],
-            },
-        },
-        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "sampled"}},
-    }
+    return txt2img_graph(CHECKPOINT, prefix="sampled", seed=seed, steps=steps, size=size, positive="a cat", negative="")
 
 
 def png_bytes(color: tuple[int, int, int] = (10, 200, 30), size: int = 8) -> bytes:

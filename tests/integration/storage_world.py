@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
 import httpx
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
@@ -54,13 +53,7 @@ class StorageWorld:
     # ---- clients the tests use as administrators (never the server's) ----
 
     def s3_admin(self) -> Any:
-        return boto3.client(
-            "s3",
-            endpoint_url=self.s3.endpoint_url,
-            region_name=self.s3.region,
-            aws_access_key_id="admin",
-            aws_secret_access_key="admin",
-        )
+        return self.s3.admin_client()
 
     def azure_admin(self) -> BlobServiceClient:
         return BlobServiceClient.from_connection_string(self.azurite.connection_string)

@@ -28,6 +28,7 @@ from tests.integration.server import (
     until_in_comfy_queue,
     wait_until,
 )
+from tests.rss import peak_rss_bytes
 from tests.servers.webhook_receiver import ReceivedRequest, Reply, WebhookReceiver
 
 SECRET = "whsec_" + base64.b64encode(b"integration-test webhook key, 32b").decode()
@@ -259,13 +260,6 @@ async def test_a_big_output_is_streamed_into_the_webhook(server: ServerProcess) 
     # The signed body (4/3 of the output, as base64) was never held whole: it is read from disk once to sign it,
     # once to send it.
     assert growth < size_bytes, f"peak RSS grew by {growth} bytes for a {size_bytes}-byte output"
-
-
-def peak_rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM in /proc status")
 
 
 @pytest.mark.parametrize("flag", ["top-level", "upload-block"])

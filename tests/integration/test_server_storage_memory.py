@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
+from tests.graphs import ksampler_node
 from tests.integration.server import CHECKPOINT, ServerProcess, image_graph, start_server
 from tests.integration.storage_world import StorageWorld, storage_world
+from tests.rss import RssSampler, status_kib
 
 pytestmark = [
     pytest.mark.slow,
@@ -40,56 +40,13 @@ def latent_graph(side_px: int = SIDE_PX, batch: int = BATCH) -> dict[str, Any]:
         "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
         "5": {"class_type": "EmptyLatentImage", "inputs": {"width": side_px, "height": side_px, "batch_size": batch}},
         "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "noise", "clip": ["4", 1]}},
-        "3": {
-            "class_type": "KSampler",
-            "inputs": {
-                "seed": 5,
-                "steps": 1,
-                "cfg": 7.0,
-                "sampler_name": "euler",
-                "scheduler": "normal",
-                "denoise": 1.0,
-                "model": ["4", 0],
-                "positive": ["6", 0],
-                "negative": ["6", 0],
-                "latent_image": ["5", 0],
-            },
-        },
+        "3": ksampler_node(seed=5, steps=1, negative=["6", 0]),
         "9": {"class_type": "SaveLatent", "inputs": {"samples": ["3", 0], "filename_prefix": "big"}},
     }
 
 
-def status_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no {field} in /proc/{pid}/status")
-
-
 def reset_peak(pid: int) -> None:
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # 5: reset the peak RSS (VmHWM) to the current RSS
-
-
-class RssSampler:
-    def __init__(self, pid: int, interval_s: float = 0.01):
-        self._process = psutil.Process(pid)
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self.peak_bytes = 0
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak_bytes = max(self.peak_bytes, self._process.memory_info().rss)
-            self._stop.wait(self._interval_s)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def sha256_of(path: Path) -> str:

@@ -182,11 +182,11 @@ async def test_img2img_stages_its_image_and_answers_as_post_prompt_would(server:
     image = base64.b64encode(png_bytes()).decode()
     body = {"input": {"prompt": "an oil painting", "input_image": image, "steps": 1}}
     response = await post(server, "/workflow/sdxl/img2img", body)
-    # The simulator has no VAEEncode node, so ComfyUI refuses the graph, exactly as it would on POST /prompt.
-    assert response.status_code == 400, response.text
-    assert response.json()["error"]["type"] == "workflow_rejected"
-    assert "VAEEncode" in response.text
-    assert server.dirs.files() == []  # the staged image is gone
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["prompt"]["10"]["inputs"]["image"] == f"{answer['id']}/10-image.png"
+    assert decode_image(answer["images"][0]).size == (8, 8)
+    assert not list(server.dirs.input.rglob("*")), "the staged image was left behind"
 
 
 async def test_routes_and_docs_appear_once_comfyui_is_ready(tmp_path: Path) -> None:

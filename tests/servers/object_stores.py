@@ -16,6 +16,9 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import boto3
 
 from tests.servers.processes import REPO_ROOT, free_port, serve_on_port
 
@@ -32,6 +35,17 @@ AZURITE_INSTALL_HINT = (
 class S3Server:
     endpoint_url: str
     region: str = "us-east-1"
+
+    def admin_client(self) -> Any:
+        """A blocking boto3 client for seeding and reading buckets in tests (moto accepts any key; never the server's
+        credentials)."""
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id="admin",
+            aws_secret_access_key="admin-secret",
+        )
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from tests.servers.object_stores import S3Server
@@ -63,13 +62,7 @@ def report(label: str, result: dict[str, Any]) -> str:
 def test_200_mb_multipart_upload_to_s3_stays_under_64_mb(s3_server: S3Server, big_file: tuple[Path, str]) -> None:
     path, sha256 = big_file
     bucket = f"mem-{uuid.uuid4().hex[:12]}"
-    admin = boto3.client(
-        "s3",
-        endpoint_url=s3_server.endpoint_url,
-        region_name=s3_server.region,
-        aws_access_key_id="a",
-        aws_secret_access_key="b",
-    )
+    admin = s3_server.admin_client()
     admin.create_bucket(Bucket=bucket)
 
     result = run_probe(

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from comfyui_api.errors import StorageError
@@ -46,13 +45,7 @@ async def registry_and_events(
 @pytest.fixture
 def bucket(s3_server: S3Server) -> str:
     name = f"reg-{uuid.uuid4().hex[:12]}"
-    admin = boto3.client(
-        "s3",
-        endpoint_url=s3_server.endpoint_url,
-        region_name=s3_server.region,
-        aws_access_key_id="a",
-        aws_secret_access_key="b",
-    )
+    admin = s3_server.admin_client()
     admin.create_bucket(Bucket=name)
     admin.put_object(Bucket=name, Key="in/source.png", Body=b"s3 source")
     return name
@@ -120,13 +113,7 @@ async def test_upload_builds_job_keys_or_flat_keys_and_emits_events(
 
     assert nested.url == f"s3://{bucket}/renders/job-42/ComfyUI_00001_.mp4"
     assert flat.url == f"s3://{bucket}/flat-ComfyUI_00001_.mp4"
-    stored = boto3.client(
-        "s3",
-        endpoint_url=s3_server.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="a",
-        aws_secret_access_key="b",
-    ).head_object(Bucket=bucket, Key="renders/job-42/ComfyUI_00001_.mp4")
+    stored = s3_server.admin_client().head_object(Bucket=bucket, Key="renders/job-42/ComfyUI_00001_.mp4")
     assert stored["ContentType"] == "video/mp4"  # guessed from the name: the output declared none
     assert [(e.name, e.url, e.size_bytes) for e in events] == [
         ("storage.file_uploaded", nested.url, 1000),

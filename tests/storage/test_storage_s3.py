@@ -9,9 +9,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import httpx
 import pytest
 
@@ -25,20 +23,10 @@ from tests.storage.storage_support import all_log_text, assert_no_secret, listin
 pytestmark = pytest.mark.usefixtures("aws_env")
 
 
-def s3_admin(server: S3Server) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=server.endpoint_url,
-        region_name=server.region,
-        aws_access_key_id="admin",
-        aws_secret_access_key="admin-secret",
-    )
-
-
 @pytest.fixture
 def bucket(s3_server: S3Server) -> str:
     name = f"bucket-{uuid.uuid4().hex[:12]}"
-    s3_admin(s3_server).create_bucket(Bucket=name)
+    s3_server.admin_client().create_bucket(Bucket=name)
     return name
 
 
@@ -53,7 +41,7 @@ async def test_download_streams_object_into_dest_dir(
     provider: S3Provider, s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
     data = os.urandom(3 * 1024 * 1024 + 17)
-    s3_admin(s3_server).put_object(Bucket=bucket, Key="inputs/photo.png", Body=data, ContentType="image/png")
+    s3_server.admin_client().put_object(Bucket=bucket, Key="inputs/photo.png", Body=data, ContentType="image/png")
 
     path = await provider.download(f"s3://{bucket}/inputs/photo.png", tmp_path)
 
@@ -65,7 +53,9 @@ async def test_download_streams_object_into_dest_dir(
 async def test_download_gets_extension_from_content_type_when_key_has_none(
     provider: S3Provider, s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
-    s3_admin(s3_server).put_object(Bucket=bucket, Key="blobs/abc123", Body=b"RIFF....WEBP", ContentType="image/webp")
+    s3_server.admin_client().put_object(
+        Bucket=bucket, Key="blobs/abc123", Body=b"RIFF....WEBP", ContentType="image/webp"
+    )
 
     path = await provider.download(f"s3://{bucket}/blobs/abc123", tmp_path)
 
@@ -81,7 +71,7 @@ async def test_missing_key_is_the_callers_fault(provider: S3Provider, bucket: st
 async def test_download_over_max_bytes_is_refused_and_leaves_nothing(
     provider: S3Provider, s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
-    s3_admin(s3_server).put_object(Bucket=bucket, Key="big.bin", Body=b"x" * 5000)
+    s3_server.admin_client().put_object(Bucket=bucket, Key="big.bin", Body=b"x" * 5000)
 
     with pytest.raises(InputStagingError, match="over the limit of 4096 bytes"):
         await provider.download(f"s3://{bucket}/big.bin", tmp_path, max_bytes=4096)
@@ -104,7 +94,7 @@ async def test_upload_returns_s3_url_and_stores_bytes_with_content_type(
 
     assert uploaded.url == f"s3://{bucket}/out/job-1/{name}"
     assert uploaded.size_bytes == len(data)
-    stored = s3_admin(s3_server).get_object(Bucket=bucket, Key=f"out/job-1/{name}")
+    stored = s3_server.admin_client().get_object(Bucket=bucket, Key=f"out/job-1/{name}")
     assert stored["Body"].read() == data
     assert stored["ContentType"] == content_type
 
@@ -127,7 +117,7 @@ async def test_large_upload_goes_multipart_and_round_trips(s3_server: S3Server, 
     finally:
         await provider.aclose()
 
-    stored = s3_admin(s3_server).get_object(Bucket=bucket, Key="big/video.mp4")
+    stored = s3_server.admin_client().get_object(Bucket=bucket, Key="big/video.mp4")
     assert stored["Body"].read() == data
     assert stored["ContentType"] == "video/mp4"
     assert "-3" in stored["ETag"]  # a multipart ETag ends with the number of parts
@@ -212,7 +202,7 @@ async def test_request_credentials_override_default_chain_and_never_leak(
             "endpoint_url": s3_server.endpoint_url,
         },
     )
-    s3_admin(s3_server).put_object(Bucket=bucket, Key="in/cat.jpg", Body=b"jpeg bytes")
+    s3_server.admin_client().put_object(Bucket=bucket, Key="in/cat.jpg", Body=b"jpeg bytes")
     try:
         path = await provider.download(f"s3://{bucket}/in/cat.jpg", tmp_path / "in", credentials=[credential])
         assert path.read_bytes() == b"jpeg bytes"

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import resource
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,28 +22,7 @@ import psutil
 from comfyui_api.storage.base import StorageProvider
 from comfyui_api.storage.http import HttpProvider
 from comfyui_api.storage.s3 import S3Provider
-
-
-class PeakSampler:
-    def __init__(self, interval_s: float = 0.005):
-        self._process = psutil.Process()
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self.peak_bytes = 0
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak_bytes = max(self.peak_bytes, self._process.memory_info().rss)
-            self._stop.wait(self._interval_s)
-
-    def __enter__(self) -> PeakSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+from tests.rss import RssSampler
 
 
 def max_rss_bytes() -> int:
@@ -67,7 +45,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         rss_before = psutil.Process().memory_info().rss
         max_before = max_rss_bytes()
         started = time.monotonic()
-        with PeakSampler() as sampler:
+        with RssSampler(interval_s=0.005) as sampler:
             uploaded = await provider.upload(source, key="probe/big.mp4", content_type="video/mp4", options=options)
         seconds = time.monotonic() - started
         max_after = max_rss_bytes()

@@ -41,6 +41,13 @@ def test_attach_mode_has_no_command_and_reads_outputs_over_http() -> None:
     assert settings.comfy.outputs_colocated is False
 
 
+def test_inputs_are_uploaded_to_an_attached_comfyui_unless_declared_shared() -> None:
+    assert load_settings({}).comfy.inputs_colocated is True
+    assert load_settings({"COMFYUI_URL": "http://gpu-box:8188"}).comfy.inputs_colocated is False
+    shared = load_settings({"COMFYUI_URL": "http://gpu-box:8188", "COMFYUI_INPUTS_COLOCATED": "true"})
+    assert (shared.comfy.inputs_colocated, shared.comfy.outputs_colocated) == (True, False)
+
+
 def test_ipv6_direct_address_is_bracketed() -> None:
     assert load_settings({"DIRECT_ADDRESS": "::1"}).comfy.base_url == "http://[::1]:8188"
 

@@ -14,6 +14,7 @@ _ORDER = (
     "CheckpointLoaderSimple",
     "CLIPTextEncode",
     "VAEDecode",
+    "VAEEncode",
     "EmptyLatentImage",
     "SaveImage",
     "PreviewImage",

@@ -1,8 +1,14 @@
-"""The model nodes, simulated: CheckpointLoaderSimple, CLIPTextEncode, EmptyLatentImage, KSampler, VAEDecode.
+"""The model nodes, simulated: CheckpointLoaderSimple, CLIPTextEncode, EmptyLatentImage, KSampler, VAEDecode,
+VAEEncode.
 
-No weights are loaded. KSampler turns the seed into deterministic noise, spending --step-seconds per step with
-progress (and latent previews when --preview-method is not none), so queueing, progress and interrupt can be
-exercised; VAEDecode turns the latent into a deterministic coloured-noise image.
+No weights are loaded; every result is a pure function of the inputs. VAEEncode crops the image to a multiple of
+8 pixels (centred, as ComfyUI's VAE does), averages each 8x8 block and solves for the 4-channel latent whose
+latent preview is that colour. KSampler draws noise from the seed and returns
+`(1 - denoise) * latent_image + denoise * noise`; denoise above 0.9999 counts as 1 (pure noise, as for txt2img)
+and denoise 0 returns latent_image untouched without running a step, as ComfyUI's empty sigma schedule does.
+Sampling spends --step-seconds per step with progress (and latent previews when --preview-method is not none), so
+queueing, progress and interrupt can be exercised. VAEDecode renders the latent preview at full size and mixes in
+40% texture seeded by the latent's bytes, so an encoded image survives a low-denoise round trip recognisably.
 """
 
 from __future__ import annotations
@@ -77,6 +83,12 @@ SCHEDULERS = (
 _LATENT_RGB = np.array(
     [[0.35, 0.23, 0.32], [0.33, 0.50, 0.24], [-0.28, 0.18, 0.27], [-0.21, -0.26, -0.72]], dtype=np.float32
 )
+# Its pseudo-inverse (3 x 4): RGB in -1..1 -> the smallest latent previewing as that colour.
+_RGB_LATENT = np.linalg.pinv(_LATENT_RGB).astype(np.float32)
+# Pixels per latent cell along each axis (SD1.x/SDXL VAEs).
+VAE_SCALE = 8
+# ComfyUI treats a denoise this close to 1 as a full denoise.
+_FULL_DENOISE = 0.9999
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,19 @@ def latent_preview(latent: np.ndarray) -> Image.Image:
     return Image.fromarray(data)
 
 
+def _vae_encode(ctx: NodeContext, pixels: Any, vae: Any) -> tuple:
+    rgb = np.asarray(pixels, dtype=np.float32)[..., :3]
+    batch, height, width, _ = rgb.shape
+    cells_h, cells_w = height // VAE_SCALE, width // VAE_SCALE
+    if cells_h == 0 or cells_w == 0:
+        raise RuntimeError(f"VAEEncode needs an image of at least {VAE_SCALE}x{VAE_SCALE} pixels, got {width}x{height}")
+    top, left = (height % VAE_SCALE) // 2, (width % VAE_SCALE) // 2
+    crop = rgb[:, top : top + cells_h * VAE_SCALE, left : left + cells_w * VAE_SCALE, :]
+    blocks = crop.reshape(batch, cells_h, VAE_SCALE, cells_w, VAE_SCALE, 3).mean(axis=(2, 4))
+    latent = np.tensordot(blocks * 2.0 - 1.0, _RGB_LATENT, axes=1)
+    return ({"samples": np.ascontiguousarray(np.moveaxis(latent, -1, 1), dtype=np.float32)},)
+
+
 def _sample(
     ctx: NodeContext,
     model: Any,
@@ -133,14 +158,19 @@ def _sample(
     latent_image: Any,
     denoise: float = 1.0,
 ) -> tuple:
-    shape = latent_image["samples"].shape
-    final = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    if denoise <= 0.0:
+        return (dict(latent_image),)
+    start = np.asarray(latent_image["samples"], dtype=np.float32)
+    final = np.random.default_rng(seed).standard_normal(start.shape).astype(np.float32)
+    if denoise <= _FULL_DENOISE:
+        final = ((1.0 - denoise) * start + denoise * final).astype(np.float32)
     for step in range(steps):
         time.sleep(ctx.config.step_seconds)
         # The progress callback notices an interrupt before it reports the step, as ComfyUI's does.
         preview = None
         if ctx.config.previews_enabled:
-            preview = ("JPEG", latent_preview(final * ((step + 1) / steps)), ctx.config.preview_size)
+            partial = start + (final - start) * ((step + 1) / steps)
+            preview = ("JPEG", latent_preview(partial), ctx.config.preview_size)
         ctx.progress.update(step + 1, steps, preview)
     out = dict(latent_image)
     out["samples"] = final
@@ -275,6 +305,15 @@ NODES = (
         outputs=("IMAGE",),
         output_tooltips=("The decoded image.",),
         execute=_decode,
+    ),
+    NodeSpec(
+        name="VAEEncode",
+        category="latent",
+        python_module="nodes",
+        display_name="VAE Encode",
+        required={"pixels": inp("IMAGE"), "vae": inp("VAE")},
+        outputs=("LATENT",),
+        execute=_vae_encode,
     ),
     NodeSpec(
         name="EmptyLatentImage",

@@ -6,7 +6,6 @@ import asyncio
 import json
 import struct
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -27,18 +26,7 @@ from comfyui_api.comfy.events import (
     SubscriptionClosed,
     UnknownMessage,
 )
-
-_CAPTURE_DIRS = (
-    Path(__file__).resolve().parents[2] / "fixtures" / "comfyui" / "captures",  # vendored copy, when present
-    Path("/work/shared/comfyui/captures"),
-)
-CAPTURES = next((path for path in _CAPTURE_DIRS if path.is_dir()), _CAPTURE_DIRS[0])
-needs_captures = pytest.mark.skipif(not CAPTURES.is_dir(), reason="recorded ComfyUI sessions not available")
-
-
-def load_capture(name: str) -> Any:
-    return json.loads((CAPTURES / name).read_text())
-
+from tests.unit.comfy.captures import load_capture, needs_captures
 
 WAIT_S = 5.0  # a safety net for a broken test, not a timing assertion
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import struct
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,17 +30,7 @@ from comfyui_api.comfy.messages import (
     parse_message,
     parse_text_frame,
 )
-
-_CAPTURE_DIRS = (
-    Path(__file__).resolve().parents[2] / "fixtures" / "comfyui" / "captures",  # vendored copy, when present
-    Path("/work/shared/comfyui/captures"),
-)
-CAPTURES = next((path for path in _CAPTURE_DIRS if path.is_dir()), _CAPTURE_DIRS[0])
-needs_captures = pytest.mark.skipif(not CAPTURES.is_dir(), reason="recorded ComfyUI sessions not available")
-
-
-def load_capture(name: str) -> Any:
-    return json.loads((CAPTURES / name).read_text())
+from tests.unit.comfy.captures import load_capture, needs_captures
 
 
 def text_frames(session: dict[str, Any]) -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from tests.graphs import ksampler_node
+
 DATA = Path(__file__).parent / "data"
 SHIPPED_WORKFLOWS = Path(__file__).parents[3] / "manifests" / "workflows"
 CAPTURED_CHECKPOINT = "random-sd15.safetensors"  # the only checkpoint of the captured ComfyUI
@@ -33,21 +35,7 @@ def object_info() -> dict[str, Any]:
 def txt2img_graph(*, titles: dict[str, str] | None = None) -> dict[str, Any]:
     """The usual text-to-image graph (ids as ComfyUI's default workflow), with optional `_meta.title`s by node id."""
     graph: dict[str, Any] = {
-        "3": {
-            "class_type": "KSampler",
-            "inputs": {
-                "seed": 5,
-                "steps": 20,
-                "cfg": 8.0,
-                "sampler_name": "euler",
-                "scheduler": "normal",
-                "denoise": 1.0,
-                "model": ["4", 0],
-                "positive": ["6", 0],
-                "negative": ["7", 0],
-                "latent_image": ["5", 0],
-            },
-        },
+        "3": ksampler_node(seed=5, steps=20, cfg=8.0),
         "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CAPTURED_CHECKPOINT}},
         "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}},
         "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["4", 1]}},
