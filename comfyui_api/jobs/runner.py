@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 RUN_MARKER_INPUT = "comfyui_api_run"
 _ABANDON_TIMEOUT_S = 5.0  # removing/interrupting a prompt we gave up on; best effort, must not hold up the error
+_ABANDON_POLL_S = 0.25  # how often an interrupted prompt is looked for in ComfyUI's queue until it has left
 _PARTIAL_RUN_WAIT_S = 10.0  # how long a withdrawn, partly accepted prompt may take to stop before we clean up
 
 
@@ -296,12 +297,17 @@ class JobRunner:
         self._collector.remove_job_dir(job_id)
 
     async def _abandon(self, job_id: str) -> None:
-        """Make sure ComfyUI drops a prompt we gave up on: remove it if pending, interrupt it if running."""
+        """Make sure ComfyUI drops a prompt we gave up on: remove it if pending, interrupt it if running, and wait
+        (bounded) until it has left the queue. A real ComfyUI only notices an interrupt between sampler steps or
+        nodes, seconds later on a CPU; and it clears the interrupt flag as it begins a prompt, so one sent just as
+        the prompt starts is lost: it is sent again while the prompt is still listed."""
         client = self._instance.client
         with contextlib.suppress(ComfyApiError, TimeoutError, OSError):
             async with asyncio.timeout(_ABANDON_TIMEOUT_S):
                 await client.delete_from_queue([job_id])
-                await client.interrupt(prompt_id=job_id)
+                while await client.queue_position(job_id) is not None:
+                    await client.interrupt(prompt_id=job_id)
+                    await asyncio.sleep(_ABANDON_POLL_S)
 
     @staticmethod
     def _stats(clock: _Clock, outcome: PromptOutcome) -> Stats:

@@ -8,9 +8,10 @@ environment and never raises HTTP errors: callers get InvalidRequest (400), Inpu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,19 @@ class StorageRegistry:
         except Exception:  # a broken subscriber must not fail a transfer
             logger.exception("storage event subscriber failed for %s", event.name)
 
+    @contextlib.asynccontextmanager
+    async def _bounded(self, what: str, provider: str) -> AsyncIterator[None]:
+        """One transfer within the transfer timeout; an overrun or a local file error becomes a StorageError."""
+        try:
+            async with asyncio.timeout(self._transfer_timeout_s):
+                yield
+        except TimeoutError:
+            raise StorageError(
+                f"{what} did not finish within {self._transfer_timeout_s:g} s", provider=provider
+            ) from None
+        except OSError as exc:
+            raise StorageError(f"{what} failed: {exc.strerror or exc}", provider=provider) from None
+
     async def download(
         self,
         url: str,
@@ -216,15 +230,8 @@ class StorageRegistry:
         provider = self.downloader_for(url)
         shown = redact_url(url)
         started = time.monotonic()
-        try:
-            async with asyncio.timeout(self._transfer_timeout_s):
-                path = await provider.download(url, dest_dir, credentials=credentials, max_bytes=max_bytes)
-        except TimeoutError:
-            raise StorageError(
-                f"download of {shown} did not finish within {self._transfer_timeout_s:g} s", provider=provider.name
-            ) from None
-        except OSError as exc:
-            raise StorageError(f"download of {shown} failed: {exc.strerror or exc}", provider=provider.name) from None
+        async with self._bounded(f"download of {shown}", provider.name):
+            path = await provider.download(url, dest_dir, credentials=credentials, max_bytes=max_bytes)
         size_bytes = path.stat().st_size
         duration_ms = (time.monotonic() - started) * 1000
         logger.info("downloaded %s (%d bytes, %.0f ms) via %s", shown, size_bytes, duration_ms, provider.name)
@@ -250,17 +257,10 @@ class StorageRegistry:
         options = self._provider_options(target)
         async with self._upload_slots:
             started = time.monotonic()
-            try:
-                async with asyncio.timeout(self._transfer_timeout_s):
-                    uploaded = await provider.upload(
-                        output.path, key=key, content_type=content_type, options=options, credentials=credentials
-                    )
-            except TimeoutError:
-                raise StorageError(
-                    f"upload of {key} did not finish within {self._transfer_timeout_s:g} s", provider=provider.name
-                ) from None
-            except OSError as exc:
-                raise StorageError(f"upload of {key} failed: {exc.strerror or exc}", provider=provider.name) from None
+            async with self._bounded(f"upload of {key}", provider.name):
+                uploaded = await provider.upload(
+                    output.path, key=key, content_type=content_type, options=options, credentials=credentials
+                )
         duration_ms = (time.monotonic() - started) * 1000
         shown = redact_url(uploaded.url)
         logger.info("uploaded %s (%d bytes, %.0f ms) via %s", key, uploaded.size_bytes, duration_ms, provider.name)

@@ -122,6 +122,8 @@ class FakeClient:
 
     async def interrupt(self, prompt_id: str | None = None) -> None:
         self.interrupted.append(prompt_id)
+        if prompt_id is not None:
+            self.positions.pop(prompt_id, None)  # stops at once: it leaves the queue, as ComfyUI's does when it stops
 
     async def download_output(self, filename: str, subfolder: str, folder_type: str, dest: Path) -> int:
         raise AssertionError("outputs are co-located in these tests")
