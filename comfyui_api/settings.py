@@ -7,6 +7,8 @@ filesystem or the network; directories are created by whoever uses them, at star
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import shlex
@@ -15,8 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
-
-from comfyui_api.delivery.signing import decode_webhook_secret
 
 T = TypeVar("T")
 
@@ -35,6 +35,30 @@ SYSTEM_EVENT_NAMES = (
     "storage.file_uploaded",
     "storage.file_deleted",
 )
+
+
+# Standard Webhooks secrets are often written with this prefix.
+SECRET_PREFIX = "whsec_"
+
+
+def decode_webhook_secret(secret: str) -> bytes:
+    """The HMAC key held by WEBHOOK_SECRET: base64, optionally prefixed `whsec_`, padding optional.
+
+    Raises ValueError naming WEBHOOK_SECRET (without echoing it) when the value is not usable base64.
+    """
+    text = secret.strip()
+    if text.startswith(SECRET_PREFIX):
+        text = text[len(SECRET_PREFIX) :]
+    text += "=" * (-len(text) % 4)  # unpadded base64 is common in generated secrets
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            "WEBHOOK_SECRET is not valid base64 (an optional 'whsec_' prefix followed by standard base64)"
+        ) from None
+    if not key:
+        raise ValueError("WEBHOOK_SECRET decodes to an empty key")
+    return key
 
 
 class SettingsError(ValueError):

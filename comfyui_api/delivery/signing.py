@@ -1,6 +1,6 @@
 """Standard Webhooks signing: the `webhook-id`, `webhook-timestamp` and `webhook-signature` headers.
 
-Public surface: `decode_webhook_secret(secret)` (start-up validation), `WebhookSigner(secret).headers(...)`, and for
+Public surface: `WebhookSigner(secret).headers(...)`, and for
 bodies signed piece by piece `start_signature` / `finish_signature` / `signature_headers`.
 Owns the key and the HMAC only; never sends anything and never logs or returns the key.
 """
@@ -8,32 +8,13 @@ Owns the key and the HMAC only; never sends anything and never logs or returns t
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import time
 
-SECRET_PREFIX = "whsec_"
+from comfyui_api.settings import SECRET_PREFIX, decode_webhook_secret
 
-
-def decode_webhook_secret(secret: str) -> bytes:
-    """The HMAC key held by WEBHOOK_SECRET: base64, optionally prefixed `whsec_`, padding optional.
-
-    Raises ValueError naming WEBHOOK_SECRET (without echoing it) when the value is not usable base64.
-    """
-    text = secret.strip()
-    if text.startswith(SECRET_PREFIX):
-        text = text[len(SECRET_PREFIX) :]
-    text += "=" * (-len(text) % 4)  # unpadded base64 is common in generated secrets
-    try:
-        key = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(
-            "WEBHOOK_SECRET is not valid base64 (an optional 'whsec_' prefix followed by standard base64)"
-        ) from None
-    if not key:
-        raise ValueError("WEBHOOK_SECRET decodes to an empty key")
-    return key
+__all__ = ["SECRET_PREFIX", "WebhookSigner", "decode_webhook_secret", "finish_signature", "signature_headers"]
 
 
 def finish_signature(mac: hmac.HMAC) -> str:
