@@ -246,6 +246,7 @@ async def test_refusals_come_before_the_202(server: ServerProcess, receiver: Web
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads peak RSS from /proc")
+@pytest.mark.simulator_only(reason="a 2048x2048 KSampler output: instant on the simulator, far too slow on a CPU")
 async def test_a_big_output_is_streamed_into_the_webhook(server: ServerProcess) -> None:
     assert server.proc is not None
     before = peak_rss_bytes(server.proc.pid)

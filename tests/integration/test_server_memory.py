@@ -15,6 +15,7 @@ from tests.rss import peak_rss_bytes
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads peak RSS from /proc"),
+    pytest.mark.simulator_only(reason="a 2048x2048 KSampler output: instant on the simulator, far too slow on a CPU"),
 ]
 
 

@@ -32,7 +32,10 @@ from tests.models.model_server import ModelServer, serve_models
 from tests.models.test_models_provisioner import git, make_node_repo, make_wheel, venv_value
 from tests.servers.webhook_receiver import WebhookReceiver
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.simulator_only(reason="40-byte stand-in models, and manifests would install nodes into the checkout"),
+]
 
 MODEL_BYTES = 40
 

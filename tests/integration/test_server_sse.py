@@ -1,7 +1,8 @@
-"""POST /prompt with `Accept: text/event-stream` against the real server process, the simulator as its ComfyUI (slow
-KSampler steps, latent2rgb previews): event order, monotonic percent, previews, outputs, exactly one terminal
-event, heartbeats, and what a disconnect does (nothing, unless cancel_on_disconnect). Also measures how long a
-ComfyUI progress frame takes to become an SSE event, with a tapping proxy between the server and ComfyUI."""
+"""POST /prompt with `Accept: text/event-stream` against the real server process, the simulator (slow KSampler steps)
+or, with COMFYUI_TEST_DIR, a real ComfyUI as its ComfyUI, with latent2rgb previews: event order, monotonic percent,
+previews, outputs, exactly one terminal event, heartbeats, and what a disconnect does (nothing, unless
+cancel_on_disconnect). Also measures how long a ComfyUI progress frame takes to become an SSE event, with a tapping
+proxy between the server and ComfyUI."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import pytest
 from PIL import Image
 
 from tests.integration.server import (
+    TARGET,
     ComfyDirs,
     ServerProcess,
     comfy_queue,
@@ -32,7 +34,6 @@ from tests.integration.server import (
     rgb,
     running_server,
     sampler_graph,
-    simulator_cmd,
     start_server,
     until_in_comfy_queue,
     wait_until,
@@ -40,6 +41,11 @@ from tests.integration.server import (
 
 PREVIEWS = ("--preview-method", "latent2rgb", "--preview-size", "64")
 STEP_S = 0.05
+# Sampler steps of a job streamed to its end: a real ComfyUI on a CPU takes a second or more a step.
+LIFE_STEPS = TARGET.pick(simulator=24, real=4)
+GONE_STEPS = TARGET.pick(simulator=30, real=3)
+LATENCY_STEPS = TARGET.pick(simulator=40, real=4)
+JOB_TAKES_S = TARGET.pick(simulator=20.0, real=240.0)
 SYNC_BODY_KEYS = {"id", "prompt", "images", "filenames", "outputs", "texts", "stats"}
 EVENT_STREAM = {"accept": "text/event-stream"}
 
@@ -75,7 +81,7 @@ async def frames_of(response: httpx.Response) -> AsyncIterator[Frame]:
             yield Frame(fields["event"], json.loads(fields["data"]), now)
 
 
-async def stream_job(server: ServerProcess, body: dict[str, Any], *, timeout_s: float = 60.0) -> list[Frame]:
+async def stream_job(server: ServerProcess, body: dict[str, Any], *, timeout_s: float = 3 * JOB_TAKES_S) -> list[Frame]:
     """Every frame of one streamed job, up to and including its terminal event."""
     frames: list[Frame] = []
     async with (
@@ -95,7 +101,7 @@ def named(frames: list[Frame], event: str) -> list[Any]:
 
 
 async def test_a_slow_sampler_streams_its_whole_life(server: ServerProcess) -> None:
-    frames = await stream_job(server, {"prompt": sampler_graph(24, seed=3), "id": "sse-life"})
+    frames = await stream_job(server, {"prompt": sampler_graph(LIFE_STEPS, seed=3), "id": "sse-life"})
     events = [frame.event for frame in frames if frame.event != "comment"]
     assert events[0] == "queued" and events[-1] == "complete"
     assert [event for event in events if event in ("complete", "failed")] == ["complete"]
@@ -105,12 +111,13 @@ async def test_a_slow_sampler_streams_its_whole_life(server: ServerProcess) -> N
 
     percents = [progress["percent"] for progress in named(frames, "progress")]
     assert percents == sorted(percents) and percents[0] >= 0 and percents[-1] == 100
-    steps = [p for p in named(frames, "progress") if p["node"] == "3" and p["max"] == 24]
-    assert [p["value"] for p in steps] == list(range(1, 25))  # every sampler step, in order
+    steps = [p for p in named(frames, "progress") if p["node"] == "3" and p["max"] == LIFE_STEPS]
+    assert [p["value"] for p in steps] == list(range(1, LIFE_STEPS + 1))  # every sampler step, in order
     assert {e["class_type"] for e in named(frames, "executing")} >= {"KSampler", "SaveImage"}
 
     previews = named(frames, "preview")
-    assert 1 <= len(previews) < 24  # throttled: far fewer previews than sampler steps
+    # Throttled to 2 a second: far fewer previews than the simulator's quick steps; at most one a real CPU step.
+    assert 1 <= len(previews) <= TARGET.pick(simulator=LIFE_STEPS - 1, real=LIFE_STEPS)
     picture = Image.open(io.BytesIO(base64.b64decode(previews[0]["image"])))
     assert picture.format in ("JPEG", "PNG") and previews[0]["content_type"] in ("image/jpeg", "image/png")
     assert previews[0]["node"] == "3"
@@ -178,12 +185,12 @@ async def read_until_progress(server: ServerProcess, body: dict[str, Any]) -> No
 
 
 async def test_a_client_that_goes_away_leaves_the_job_running(server: ServerProcess) -> None:
-    await read_until_progress(server, {"prompt": sampler_graph(30, seed=6), "id": "sse-gone"})
+    await read_until_progress(server, {"prompt": sampler_graph(GONE_STEPS, seed=6), "id": "sse-gone"})
 
     async def finished() -> bool:
         return "job sse-gone completed" in server.logs()
 
-    await wait_until(finished, timeout_s=20)
+    await wait_until(finished, timeout_s=JOB_TAKES_S)
     assert "job sse-gone: the event-stream client went away; the job runs on" in server.logs()
 
     async def cleaned_up() -> bool:
@@ -303,8 +310,10 @@ async def tapped(tmp_path: Path) -> AsyncIterator[tuple[ServerProcess, ProgressT
     dirs = ComfyDirs(tmp_path / "comfy")
     dirs.create()
     comfy_port = free_port()
-    command = simulator_cmd(comfy_port, dirs, step_seconds=STEP_S, extra=PREVIEWS)
-    comfy = await asyncio.to_thread(subprocess.Popen, command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = TARGET.cmd(comfy_port, dirs, step_seconds=STEP_S, extra=PREVIEWS)
+    comfy = await asyncio.to_thread(
+        subprocess.Popen, command, cwd=TARGET.home(dirs), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         async with ProgressTap(comfy_port) as tap:
             env = {"COMFYUI_URL": f"http://127.0.0.1:{tap.port}", "INPUT_DIR": str(dirs.input)}
@@ -315,7 +324,7 @@ async def tapped(tmp_path: Path) -> AsyncIterator[tuple[ServerProcess, ProgressT
                 await asyncio.to_thread(server.stop)
     finally:
         comfy.terminate()
-        await asyncio.to_thread(comfy.wait, 10)
+        await asyncio.to_thread(comfy.wait, 30)
 
 
 @pytest.mark.slow
@@ -323,14 +332,15 @@ async def test_progress_event_latency(tapped: tuple[ServerProcess, ProgressTap])
     server, tap = tapped
     latencies_ms: list[float] = []
     for run in range(3):
-        frames = await stream_job(server, {"prompt": sampler_graph(40, seed=10 + run), "id": f"sse-latency-{run}"})
+        body = {"prompt": sampler_graph(LATENCY_STEPS, seed=10 + run), "id": f"sse-latency-{run}"}
+        frames = await stream_job(server, body)
         for frame in frames:
-            if frame.event == "progress" and frame.data["node"] == "3" and frame.data["max"] == 40:
+            if frame.event == "progress" and frame.data["node"] == "3" and frame.data["max"] == LATENCY_STEPS:
                 passed_at = tap.seen.get(("3", int(frame.data["value"])))
                 assert passed_at is not None, frame.data
                 latencies_ms.append((frame.at - passed_at) * 1000.0)
         tap.seen.clear()
-    assert len(latencies_ms) == 120
+    assert len(latencies_ms) == 3 * LATENCY_STEPS
     median_ms = statistics.median(latencies_ms)
     p95_ms = statistics.quantiles(latencies_ms, n=20)[18]
     print(f"\nSSE progress latency over {len(latencies_ms)} frames: median {median_ms:.1f} ms, p95 {p95_ms:.1f} ms, "

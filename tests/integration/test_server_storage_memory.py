@@ -26,6 +26,7 @@ from tests.rss import RssSampler, status_kib
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads peak RSS from /proc"),
+    pytest.mark.simulator_only(reason="KSampler on 16384-pixel latents: instant on the simulator, far too slow on CPU"),
 ]
 
 LIMIT_BYTES = 64 * 1024 * 1024

@@ -11,11 +11,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.server import ServerProcess, make_server, sampler_graph, wait_until
+from tests.integration.server import TARGET, ServerProcess, make_server, sampler_graph, wait_until
 
 pytestmark = pytest.mark.slow
 
-WARMUP_STEPS = 40  # at 0.05 s a step: long enough to watch /ready wait for it
+STEP_S = 0.05  # the simulator's; a real ComfyUI on a CPU takes a second or more a step
+# Long enough to watch /ready wait for it; a real ComfyUI also loads its checkpoint first.
+WARMUP_STEPS = TARGET.pick(simulator=40, real=2)
+READY_TIMEOUT_S = TARGET.pick(simulator=60.0, real=300.0)
 
 
 def warmup_file(tmp_path: Path, graph: dict[str, Any]) -> Path:
@@ -30,7 +33,7 @@ async def ready(server: ServerProcess) -> tuple[int, dict[str, Any]]:
     return response.status_code, response.json()
 
 
-async def watch_until_ready(server: ServerProcess, *, timeout_s: float = 60) -> list[str]:
+async def watch_until_ready(server: ServerProcess, *, timeout_s: float = READY_TIMEOUT_S) -> list[str]:
     """Poll /ready until 200; returns every phase seen on the way."""
     phases: list[str] = []
 
@@ -52,7 +55,7 @@ def warm_server(tmp_path: Path) -> ServerProcess:
         "WARMUP_PROMPT_FILE": str(warmup_file(tmp_path, sampler_graph(WARMUP_STEPS))),
         "ALWAYS_RESTART_COMFYUI": "true",
     }
-    return make_server(tmp_path, env=env, step_seconds=0.05)
+    return make_server(tmp_path, env=env, step_seconds=STEP_S)
 
 
 async def test_ready_waits_for_the_warmup_and_it_runs_again_after_a_restart(warm_server: ServerProcess) -> None:
@@ -64,7 +67,7 @@ async def test_ready_waits_for_the_warmup_and_it_runs_again_after_a_restart(warm
         status, body = await ready(server)
         assert status == 200
         assert body["warmup"]["phase"] == "done" and body["warmup"]["run_count"] == 1
-        assert body["warmup"]["duration_s"] >= WARMUP_STEPS * 0.05
+        assert body["warmup"]["duration_s"] >= WARMUP_STEPS * STEP_S
         assert body["queue_depth"] == 0
 
         server.kill_comfy()

@@ -18,6 +18,7 @@ import pytest
 
 from tests.integration.server import (
     CHECKPOINT,
+    TARGET,
     ServerProcess,
     decode_image,
     make_server,
@@ -32,6 +33,8 @@ pytestmark = pytest.mark.slow
 
 SHIPPED = Path(__file__).resolve().parents[2] / "manifests" / "workflows"
 ROUTES = ("/workflow/sd15/txt2img", "/workflow/sdxl/img2img", "/workflow/sdxl/txt2img")
+# The shipped workflows run at 512x512 or more: seconds on the simulator, ~30 s a step on a CPU ComfyUI.
+REQUEST_TIMEOUT_S = TARGET.pick(simulator=30.0, real=300.0)
 
 
 def workflow_env(tmp_path: Path) -> dict[str, str]:
@@ -49,7 +52,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 async def post(server: ServerProcess, path: str, body: Any) -> httpx.Response:
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as client:
         return await client.post(server.url(path), json=body)
 
 
@@ -164,7 +167,7 @@ async def test_the_marked_sd15_workflow_runs(server: ServerProcess) -> None:
 async def test_a_workflow_streams_its_events_as_post_prompt_does(server: ServerProcess) -> None:
     body = {"input": {"prompt": "p", "steps": 3, "width": 512, "height": 512}, "id": "wf-sse"}
     async with (
-        httpx.AsyncClient(timeout=30) as client,
+        httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as client,
         client.stream(
             "POST", server.url("/workflow/sdxl/txt2img"), json=body, headers={"accept": "text/event-stream"}
         ) as response,
@@ -186,7 +189,8 @@ async def test_img2img_stages_its_image_and_answers_as_post_prompt_would(server:
     answer = response.json()
     assert answer["prompt"]["10"]["inputs"]["image"] == f"{answer['id']}/10-image.png"
     assert decode_image(answer["images"][0]).size == (8, 8)
-    assert not list(server.dirs.input.rglob("*")), "the staged image was left behind"
+    # Files only: a real ComfyUI makes an empty input/3d folder when it starts.
+    assert not [path for path in server.dirs.input.rglob("*") if path.is_file()], "the staged image was left behind"
 
 
 async def test_routes_and_docs_appear_once_comfyui_is_ready(tmp_path: Path) -> None:

@@ -234,6 +234,26 @@ async def test_timeout_abandons_the_prompt(tmp_path, http) -> None:
     assert "job-1" not in harness.registry
 
 
+async def test_an_interrupt_comfyui_drops_is_sent_again_until_the_prompt_leaves_its_queue(
+    tmp_path, http, monkeypatch
+) -> None:
+    harness = Harness(tmp_path, http, lambda pid, graph: [])
+    stop_prompt = harness.client.interrupt
+    calls: list[str | None] = []
+
+    async def interrupt(prompt_id: str | None = None) -> None:
+        assert not any(isinstance(event, JobFailed) for event in harness.seen)  # the job fails only afterwards
+        calls.append(prompt_id)
+        if len(calls) > 1:  # the first one arrived as the prompt began, and ComfyUI cleared it
+            await stop_prompt(prompt_id)
+
+    monkeypatch.setattr(harness.client, "interrupt", interrupt)
+    with pytest.raises(JobTimeout):
+        await harness.run(timeout_s=0.3)
+    assert calls == ["job-1", "job-1"]  # and no more once the prompt had left the queue
+    assert isinstance(harness.seen[-1], JobFailed)
+
+
 async def test_interrupt_a_pending_job(tmp_path, http) -> None:
     harness = Harness(tmp_path, http, lambda pid, graph: [])
     task = asyncio.create_task(harness.run(timeout_s=30))
