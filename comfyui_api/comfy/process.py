@@ -52,6 +52,7 @@ class ComfyProcess:
         self._proc: asyncio.subprocess.Process | None = None
         self._readers: list[asyncio.Task[None]] = []
         self._exit_task: asyncio.Task[int] | None = None
+        self._stopping = False  # stop() was called: an exit by its SIGTERM is the one asked for
 
     @property
     def pid(self) -> int | None:
@@ -117,7 +118,9 @@ class ComfyProcess:
     async def _watch(self, proc: asyncio.subprocess.Process) -> int:
         returncode = await proc.wait()
         await asyncio.wait(self._readers, timeout=DRAIN_TIMEOUT_S)
-        level = logging.INFO if returncode == 0 else logging.WARNING
+        # A real ComfyUI has no SIGTERM handler: stopped by us, it ends "killed by SIGTERM" (-15), which is no fault.
+        asked_for = self._stopping and returncode == -signal.SIGTERM
+        level = logging.INFO if returncode == 0 or asked_for else logging.WARNING
         self._log.log(level, "ComfyUI (pid %d) exited with code %d", proc.pid, returncode)
         return returncode
 
@@ -168,6 +171,7 @@ class ComfyProcess:
         if self._proc is None or self._exit_task is None:
             return None
         if self._proc.returncode is None:
+            self._stopping = True
             self.signal_group(signal.SIGTERM)
             try:
                 async with asyncio.timeout(grace_s):

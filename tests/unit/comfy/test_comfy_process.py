@@ -160,6 +160,29 @@ async def test_exit_is_detected_and_children_are_swept(tmp_path: Path) -> None:
     await process.stop()
 
 
+@pytest.mark.parametrize("stopped_by", ["stop", "someone else"])
+async def test_a_sigterm_death_is_a_warning_unless_stop_asked_for_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, stopped_by: str
+) -> None:
+    """Like a real ComfyUI, this child has no SIGTERM handler: it ends with -15."""
+    caplog.set_level(logging.INFO, logger="comfyui_api.comfy.process")
+    process = ComfyProcess([sys.executable, "-c", "print('up', flush=True); import time; time.sleep(60)"], tmp_path)
+    await process.start()
+    for _ in range(500):
+        if process.log_tail:
+            break
+        await asyncio.sleep(0.02)
+    if stopped_by == "stop":
+        assert await process.stop() == -15
+    else:
+        assert process.pid is not None
+        os.kill(process.pid, 15)
+        assert await process.wait_exit() == -15
+        await process.stop()
+    [record] = [r for r in caplog.records if "exited with code -15" in r.getMessage()]
+    assert record.levelno == (logging.INFO if stopped_by == "stop" else logging.WARNING)
+
+
 async def test_missing_executable_is_comfy_unavailable(tmp_path: Path) -> None:
     process = ComfyProcess(["/nonexistent/comfyui-binary"], tmp_path)
     with pytest.raises(ComfyUnavailable, match="could not launch ComfyUI"):
