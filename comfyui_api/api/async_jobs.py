@@ -143,8 +143,10 @@ class AsyncJobs:
         self.start(job, _ignore, WebhookOutcome(job, self._webhooks))
         return AcceptedResponse(id=job.id)
 
-    def start(self, job: JobRequest, sink: EventSink, outcome: JobOutcome) -> None:
-        job_task = self._runner.start(job, sink)
+    def start(
+        self, job: JobRequest, sink: EventSink, outcome: JobOutcome, *, report_queue_position: bool = False
+    ) -> None:
+        job_task = self._runner.start(job, sink, report_queue_position=report_queue_position)
         follower = asyncio.create_task(self._follow(job, job_task, outcome), name=f"job-outcome:{job.id}")
         self._tasks.add(follower)
         follower.add_done_callback(self._tasks.discard)

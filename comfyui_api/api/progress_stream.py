@@ -97,7 +97,7 @@ def progress_response(jobs: AsyncJobs, registry: JobRegistry, job: JobRequest, *
     """Start `job` in the background and answer with its event stream (refusals are raised before any byte)."""
     channel = JobEventChannel(job.id)
     handoff = StreamedResult(job, channel)
-    jobs.start(job, channel, handoff)
+    jobs.start(job, channel, handoff, report_queue_position=True)
     return Stream(
         _frames(channel, handoff, job, registry, heartbeat_s), media_type=SSE_MEDIA_TYPE, headers=dict(SSE_HEADERS)
     )

@@ -15,7 +15,7 @@ from litestar.response import Stream
 
 from comfyui_api.api.async_jobs import is_async, with_delivery_fields
 from comfyui_api.api.progress_stream import progress_response, wants_event_stream
-from comfyui_api.api.result_stream import result_body
+from comfyui_api.api.result_stream import SINGLE_PIECE_MAX_BYTES, inline_payload_bytes, result_body
 from comfyui_api.api.schemas import ERROR_RESPONSES, AcceptedResponse, PromptRequest, PromptResponse
 from comfyui_api.api.services import Services, ServicesDependency
 from comfyui_api.api.storage_fields import prompt_storage_fields
@@ -100,7 +100,11 @@ async def run_prompt(body: PromptRequest, services: Services, request: Request[A
     result = await services.runner.run(job, _ignore)
     failure = delivery_failure(job, result)
     status_code = failure.status_code if failure is not None else 200
-    return Stream(result_body(result, failure=failure), media_type="application/json", status_code=status_code)
+    pieces = result_body(result, failure=failure)
+    if inline_payload_bytes(result) <= SINGLE_PIECE_MAX_BYTES:
+        content = b"".join([piece async for piece in pieces])
+        return Response(content, media_type="application/json", status_code=status_code)
+    return Stream(pieces, media_type="application/json", status_code=status_code)
 
 
 def _in_background(job: JobRequest, services: Services) -> Response[Any]:

@@ -22,6 +22,10 @@ from comfyui_api.jobs.outputs import discard
 
 # A multiple of 3 bytes, so that the base64 of consecutive chunks concatenates without padding in between.
 CHUNK_BYTES = 3 * 256 * 1024
+# Files this small are read and encoded on the event loop (well under a millisecond): a thread hop would cost more.
+INLINE_READ_BYTES = 256 * 1024
+# Answers whose base64 payload is this small are sent in one piece: one write instead of one per field and chunk.
+SINGLE_PIECE_MAX_BYTES = 1024 * 1024
 
 
 def stats_body(stats: Stats) -> StatsBody:
@@ -58,7 +62,15 @@ def _read_encoded(handle: BinaryIO, size_bytes: int) -> bytes:
     return base64.b64encode(handle.read(size_bytes))
 
 
-async def _encoded_file(path: Path, chunk_bytes: int) -> AsyncIterator[bytes]:
+def inline_payload_bytes(result: JobResult) -> int:
+    """How many bytes of output files the body will carry as base64 (uploaded outputs are only URLs)."""
+    return sum(output.size_bytes for output in result.outputs if output.url is None and output.path is not None)
+
+
+async def _encoded_file(path: Path, chunk_bytes: int, size_bytes: int) -> AsyncIterator[bytes]:
+    if size_bytes <= INLINE_READ_BYTES:
+        yield base64.b64encode(path.read_bytes())  # noqa: ASYNC240 - deliberate, see INLINE_READ_BYTES
+        return
     handle = await asyncio.to_thread(path.open, "rb")
     try:
         while chunk := await asyncio.to_thread(_read_encoded, handle, chunk_bytes):
@@ -88,7 +100,7 @@ async def result_body(
                 continue
             yield b'"'
             if output.path is not None:
-                async for chunk in _encoded_file(output.path, chunk_bytes):
+                async for chunk in _encoded_file(output.path, chunk_bytes, output.size_bytes):
                     yield chunk
             yield b'"'
         yield (

@@ -22,6 +22,7 @@ class JobEntry:
     task: asyncio.Task[Any] | None = None
     cancel_requested: bool = False
     cancel_reason: str = "cancelled"
+    reports_queue_position: bool = False  # someone watches (SSE): ask ComfyUI where the job stands once queued
 
     def mark_running(self) -> None:
         self.status = JobStatus.RUNNING

@@ -144,14 +144,19 @@ class JobRunner:
         """Run one job to its end. Raises a ComfyApiError (after emitting JobFailed) when it does not complete."""
         return await self.start(request, sink)
 
-    def start(self, request: JobRequest, sink: EventSink) -> asyncio.Task[JobResult]:
+    def start(
+        self, request: JobRequest, sink: EventSink, *, report_queue_position: bool = False
+    ) -> asyncio.Task[JobResult]:
         """Admit the job and start it in a task of its own; the job stays registered until that task ends.
 
         Refusals (ComfyUI not ready, queue full, id already live) are raised here, before anything runs. The task's
-        result is `run`'s; cancelling it without `request_cancel` withdraws the job without a JobFailed event."""
+        result is `run`'s; cancelling it without `request_cancel` withdraws the job without a JobFailed event.
+        `report_queue_position` emits JobQueued with ComfyUI's queue position, at the cost of a GET /queue (whose
+        answer holds every queued graph): only for callers that show it."""
         if not self._instance.is_ready:
             raise ComfyUnavailable(f"ComfyUI is not ready (phase: {self._instance.phase})")
         entry = self._registry.admit(request.id)
+        entry.reports_queue_position = report_queue_position
         task = asyncio.create_task(self._run_guarded(request, sink, entry), name=f"job:{request.id}")
         entry.task = task
         task.add_done_callback(lambda _: self._registry.remove(request.id))
@@ -252,6 +257,8 @@ class JobRunner:
         await client.queue_prompt(graph, prompt_id=job_id, client_id=self._instance.client_id)
         if entry.status is JobStatus.STAGING:  # the prompt may already have started (fast ComfyUI, frames first)
             entry.status = JobStatus.QUEUED
+        if not entry.reports_queue_position:
+            return
         try:
             position = await client.queue_position(job_id)
         except ComfyApiError:

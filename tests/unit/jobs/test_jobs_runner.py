@@ -86,7 +86,8 @@ class Harness:
                 await self._changed.wait()
 
     async def run(self, job_id: str = "job-1", graph: Mapping[str, Any] = GRAPH, timeout_s: float = 5.0):
-        return await self.runner.run(JobRequest(id=job_id, graph=graph, timeout_s=timeout_s), self.sink)
+        request = JobRequest(id=job_id, graph=graph, timeout_s=timeout_s)
+        return await self.runner.start(request, self.sink, report_queue_position=True)
 
     def leftovers(self) -> list[Path]:
         return [p for p in self.tmp_path.rglob("*") if p.is_file()]
@@ -252,6 +253,23 @@ async def test_an_interrupt_comfyui_drops_is_sent_again_until_the_prompt_leaves_
         await harness.run(timeout_s=0.3)
     assert calls == ["job-1", "job-1"]  # and no more once the prompt had left the queue
     assert isinstance(harness.seen[-1], JobFailed)
+
+
+async def test_a_plain_run_does_not_ask_for_the_queue_position(tmp_path, http, monkeypatch) -> None:
+    harness = Harness(tmp_path, http, success_script(tmp_path / "output", PNG))
+    asked: list[str] = []
+
+    async def queue_position(prompt_id: str) -> int | None:
+        asked.append(prompt_id)
+        return None
+
+    monkeypatch.setattr(harness.client, "queue_position", queue_position)
+    request = JobRequest(id="job-1", graph=GRAPH, timeout_s=5.0)
+    result = await harness.runner.run(request, harness.sink)
+    assert result.outputs
+    assert asked == []
+    assert not any(isinstance(event, JobQueued) for event in harness.seen)
+    assert isinstance(harness.seen[-1], JobCompleted)
 
 
 async def test_interrupt_a_pending_job(tmp_path, http) -> None:
