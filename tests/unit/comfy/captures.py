@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+_REPO = Path(__file__).resolve().parents[3]
 _CAPTURE_DIRS = (
-    Path(__file__).resolve().parents[2] / "fixtures" / "comfyui" / "captures",  # vendored copy, when present
-    Path("/work/shared/comfyui/captures"),
+    _REPO / "tests" / "fixtures" / "comfyui" / "captures",  # vendored copy, when present
+    _REPO.parent / "shared" / "comfyui" / "captures",  # the reference captures beside the checkout
 )
 CAPTURES = next((path for path in _CAPTURE_DIRS if path.is_dir()), _CAPTURE_DIRS[0])
 needs_captures = pytest.mark.skipif(not CAPTURES.is_dir(), reason="recorded ComfyUI sessions not available")

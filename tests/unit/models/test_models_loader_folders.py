@@ -17,7 +17,8 @@ from comfyui_api.models.loaders import (
     loader_inputs_from_object_info,
 )
 
-CAPTURES = Path("/work/shared/comfyui/captures")
+# The copy of ComfyUI captures kept for the simulator tests.
+CAPTURES = Path(__file__).resolve().parents[1] / "simulator" / "captures"
 
 
 def captured_object_info() -> dict[str, Any]:
