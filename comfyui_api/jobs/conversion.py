@@ -229,7 +229,8 @@ async def convert_output(output: OutputFile, spec: ConvertSpec, *, dest_dir: Pat
     spec_format = FORMATS[fmt]
     filename = Path(output.filename).stem + spec_format.extension
     directory = dest_dir if dest_dir is not None else output.path.parent
-    target = await asyncio.to_thread(_convert_blocking, output.path, directory, filename, fmt, dict(options))
+    local_name = output.path.stem + spec_format.extension  # keeps the local file's job prefix
+    target = await asyncio.to_thread(_convert_blocking, output.path, directory, local_name, fmt, dict(options))
     return dataclasses.replace(
         output,
         path=target,

@@ -8,6 +8,7 @@ Holds paths, never whole files in memory. Knows nothing about HTTP responses or 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 from collections.abc import Iterable, Mapping
@@ -25,6 +26,7 @@ _FILE_KINDS = {"images": "image", "gifs": "animated", "videos": "video", "video"
 _FILE_KINDS |= {"latents": "latent", "3d": "file", "meshes": "file"}
 _TEXT_KEYS = ("text",)
 _COLLECTED_TYPES = ("output", "temp")
+JOB_FILE_SEPARATOR = "@"  # never in a job id: ids are letters, digits, "_", "-" and "." (api.schemas.JOB_ID_PATTERN)
 
 
 class OutputDownloader(Protocol):
@@ -98,80 +100,98 @@ def parse_outputs(outputs_by_node: Mapping[str, Any]) -> tuple[list[OutputRef], 
     return refs, texts
 
 
-def _take_file(source: Path, dest: Path, *, keep: bool) -> int:
-    """Bring ComfyUI's file into our folder (a move when it may go, a hard link or else a copy when kept); returns
-    its size. Never a symlink: the original may be removed while we still stream ours."""
-    if keep:
-        try:
+def _copy_file(source: Path, dest: Path, *, keep: bool) -> None:
+    """A byte copy, for when a rename or hard link cannot be used (another file system); the source goes unless kept."""
+    shutil.copyfile(source, dest)
+    if not keep:
+        source.unlink()
+
+
+async def _take_file(source: Path, dest: Path, *, keep: bool) -> int:
+    """Bring ComfyUI's file into our folder: a rename when it may go, a hard link when kept; a copy (in a worker
+    thread) only across file systems. Returns its size. Never a symlink: the original may be removed while we still
+    stream ours. Renames and links are metadata calls, cheaper on the event loop than a thread hop."""
+    try:
+        if keep:
             os.link(source, dest)
-        except OSError:
-            shutil.copyfile(source, dest)
-    else:
-        shutil.move(source, dest)
-    return dest.stat().st_size
+        else:
+            os.rename(source, dest)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        await asyncio.to_thread(_copy_file, source, dest, keep=keep)
+    return dest.stat().st_size  # noqa: ASYNC240 - a metadata call: cheaper than a thread hop
 
 
 def discard(outputs: Iterable[OutputFile]) -> None:
-    """Remove the local files of delivered outputs and their (then empty) job folders."""
-    folders: set[Path] = set()
+    """Remove the local files of delivered outputs."""
     for output in outputs:
         if output.path is not None:
             output.path.unlink(missing_ok=True)
-            folders.add(output.path.parent)
             output.path = None
-    for folder in folders:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 class OutputCollector:
-    """Collects a prompt's outputs into `<work_dir>/<job id>/`."""
+    """Collects a prompt's outputs into one flat work folder, each named `<job id>@<index>_<filename>`.
+
+    Flat on purpose: a folder per job costs a mkdir and an rmdir per job, the slowest file-system calls of a short
+    job. `@` never occurs in a job id, so the `<job id>@` prefix names exactly one job's files."""
 
     def __init__(self, settings: ComfySettings, client: OutputDownloader, work_dir: Path):
         self._settings = settings
         self._client = client
         self._work_dir = work_dir
+        self._work_dir.mkdir(parents=True, exist_ok=True)
         # ComfyUI's `--temp-directory X` writes into X/temp, so TEMP_DIR may name either folder.
         self._roots = {"output": [settings.output_dir], "temp": [settings.temp_dir, settings.temp_dir / "temp"]}
 
-    def job_dir(self, job_id: str) -> Path:
-        return self._work_dir / job_id
+    def local_path(self, job_id: str, index: int, filename: str) -> Path:
+        if JOB_FILE_SEPARATOR in job_id or "/" in job_id or "\\" in job_id:
+            raise ValueError(f"job id {job_id!r} cannot name a local file")
+        return self._work_dir / f"{job_id}{JOB_FILE_SEPARATOR}{index:03d}_{Path(filename).name}"
 
-    def remove_job_dir(self, job_id: str) -> None:
-        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+    def remove_job_files(self, job_id: str) -> None:
+        """Remove whatever is left of a job's collected (or converted) outputs, e.g. after it failed."""
+        prefix = f"{job_id}{JOB_FILE_SEPARATOR}"
+        with contextlib.suppress(FileNotFoundError), os.scandir(self._work_dir) as entries:
+            for entry in entries:
+                if entry.name.startswith(prefix):
+                    Path(entry.path).unlink(missing_ok=True)
 
     async def collect(
         self, job_id: str, outputs_by_node: Mapping[str, Any], *, keep: bool | None = None
     ) -> tuple[list[OutputFile], list[str]]:
-        """Bring every reported file into the job folder (sequentially: disk-bound, and keeps order)."""
+        """Bring every reported file into the work folder (sequentially: disk-bound, and keeps order). On failure
+        the files already collected are removed."""
         refs, texts = parse_outputs(outputs_by_node)
         keep_files = self._settings.keep_outputs if keep is None else keep
-        job_dir = self.job_dir(job_id)
-        job_dir.mkdir(parents=True, exist_ok=True)
-        files = [
-            await self._collect_one(ref, job_dir / f"{index:03d}_{ref.filename}", keep_files)
-            for index, ref in enumerate(refs)
-        ]
+        files: list[OutputFile] = []
+        try:
+            for index, ref in enumerate(refs):
+                files.append(await self._collect_one(ref, self.local_path(job_id, index, ref.filename), keep_files))
+        except BaseException:
+            discard(files)
+            raise
         return files, texts
 
     async def _collect_one(self, ref: OutputRef, dest: Path, keep: bool) -> OutputFile:
         if self._settings.outputs_colocated:
-            source = await asyncio.to_thread(self._local_path, ref)
+            source = self._local_path(ref)
             try:
-                size_bytes = await asyncio.to_thread(_take_file, source, dest, keep=keep)
+                size_bytes = await _take_file(source, dest, keep=keep)
             except FileNotFoundError:
                 raise ComfyProtocolError(
                     f"ComfyUI reported output {ref.subfolder}/{ref.filename} ({ref.folder_type}) but it is not on disk"
                 ) from None
         else:
             size_bytes = await self._client.download_output(ref.filename, ref.subfolder, ref.folder_type, dest)
-        content_type = await asyncio.to_thread(media.content_type_for, dest)
         return OutputFile(
             node_id=ref.node_id,
             kind=ref.kind,
             filename=ref.filename,
             subfolder=ref.subfolder,
             comfy_type=ref.folder_type,
-            content_type=content_type,
+            content_type=media.content_type_for(dest),  # reads the first few bytes only
             size_bytes=size_bytes,
             path=dest,
         )

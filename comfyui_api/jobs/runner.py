@@ -209,7 +209,7 @@ class JobRunner:
 
     def _fail(self, entry: JobEntry, sink: EventSink, error: ComfyApiError, status: JobStatus) -> None:
         entry.status = status
-        self._collector.remove_job_dir(entry.id)
+        self._collector.remove_job_files(entry.id)
         log.info("job %s %s: %s", entry.id, status.value, error.message)
         sink(JobFailed(entry.id, error))
 
@@ -301,7 +301,7 @@ class JobRunner:
         with contextlib.suppress(ComfyApiError, OSError):
             files, _ = await self._collector.collect(job_id, outputs, keep=False)
             discard(files)
-        self._collector.remove_job_dir(job_id)
+        self._collector.remove_job_files(job_id)
 
     async def _abandon(self, job_id: str) -> None:
         """Make sure ComfyUI drops a prompt we gave up on: remove it if pending, interrupt it if running, and wait

@@ -157,6 +157,8 @@ class ModelCache:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._http.aclose()
+        # No download is running any more: the shared temp folder can go.
+        await asyncio.to_thread(shutil.rmtree, self.cache_dir / TEMP_DIR_NAME, True)
 
     # ---- public operations ----
 
@@ -415,6 +417,6 @@ class ModelCache:
 
 
 def _remove_work_dir(work_dir: Path) -> None:
+    """Remove one download's folder. The shared temp folder above it stays: removing it when it looked empty raced
+    with another download creating its own folder there (it goes at start-up and at close instead)."""
     shutil.rmtree(work_dir, ignore_errors=True)
-    with contextlib.suppress(OSError):  # still in use by another download: it goes with that one
-        work_dir.parent.rmdir()

@@ -307,3 +307,25 @@ async def test_files_named_by_content_disposition(tmp_path: Path) -> None:
     assert model.filename == "dream.safetensors"
     assert model.path.suffix == ".safetensors"
     assert model.url == running.url(path, "type=Model")
+
+
+async def test_downloads_leave_the_shared_temp_folder_in_place_and_empty(tmp_path: Path) -> None:
+    """Each download works in its own folder under one shared temp folder. Removing the shared folder when a download
+    ended and it looked empty raced with another download creating its folder there; so it stays until close."""
+
+    async def write_model(url: str, work_dir: Path, credentials: object) -> str:
+        path = work_dir / url.rsplit("/", 1)[-1]
+        await asyncio.to_thread(path.write_bytes, url.encode())
+        return str(path)
+
+    cache = make_cache(tmp_path / "cache", downloader=write_model)
+    await cache.open()
+    try:
+        urls = [f"https://models.example/m{i}.safetensors" for i in range(8)]
+        models = await asyncio.gather(*(cache.fetch(url) for url in urls))
+        assert [model.path.read_bytes() for model in models] == [url.encode() for url in urls]
+        shared = tmp_path / "cache" / ".tmp"
+        assert shared.is_dir() and list(shared.iterdir()) == []
+    finally:
+        await cache.aclose()
+    assert not shared.exists()  # with no download left, closing the cache removes it

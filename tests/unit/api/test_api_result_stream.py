@@ -15,11 +15,11 @@ from comfyui_api.jobs.model import JobResult, OutputFile, Stats
 
 
 def make_result(tmp_path: Path, sizes: list[int]) -> JobResult:
-    folder = tmp_path / "work" / "job"
+    folder = tmp_path / "work"
     folder.mkdir(parents=True)
     outputs = []
     for index, size in enumerate(sizes):
-        path = folder / f"{index}.bin"
+        path = folder / f"job@{index:03d}_{index}.png"
         path.write_bytes(os.urandom(size))
         outputs.append(OutputFile("9", "image", f"{index}.png", "", "output", "image/png", size, path=path))
     stats = Stats(
@@ -63,7 +63,7 @@ async def test_body_matches_a_one_shot_encoding(tmp_path: Path, chunk_bytes: int
         "postprocess_time": 0.0,
         "total_time": 40,
     }
-    assert not (tmp_path / "work" / "job").exists()
+    assert list((tmp_path / "work").iterdir()) == []
 
 
 async def test_big_files_are_sent_in_many_chunks(tmp_path: Path) -> None:
@@ -78,7 +78,7 @@ async def test_files_are_removed_when_the_client_stops_reading(tmp_path: Path) -
     await anext(stream)
     await anext(stream)
     await stream.aclose()
-    assert not (tmp_path / "work" / "job").exists()
+    assert list((tmp_path / "work").iterdir()) == []
     assert all(output.path is None for output in result.outputs)
 
 

@@ -80,11 +80,39 @@ async def test_colocated_outputs_are_moved_out_of_comfyui(tmp_path: Path) -> Non
         ("image", "image/png", len(PNG)),
         ("audio", "audio/flac", len(flac)),
     ]
-    assert all(f.path is not None and f.path.parent == tmp_path / "work" / "job" for f in files)
+    assert all(f.path is not None and f.path.parent == tmp_path / "work" for f in files)
+    assert [f.path.name for f in files if f.path is not None] == ["job@000_j_00001_.png", "job@001_j_00001_.flac"]
     assert files[0].path is not None and files[0].path.read_bytes() == PNG
     assert list((tmp_path / "output").rglob("*.*")) == []
     discard(files)
-    assert not (tmp_path / "work" / "job").exists()
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+async def test_a_failed_collection_leaves_no_files(tmp_path: Path) -> None:
+    settings = comfy_dirs(tmp_path)
+    (tmp_path / "output" / "a.png").write_bytes(PNG)
+    collector = OutputCollector(settings, NoView(), tmp_path / "work")
+    with pytest.raises(ComfyProtocolError, match="not on disk"):
+        await collector.collect("job", {"9": {"images": [entry("a.png"), entry("gone.png")]}})
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+async def test_remove_job_files_removes_only_that_jobs_files(tmp_path: Path) -> None:
+    settings = comfy_dirs(tmp_path)
+    collector = OutputCollector(settings, NoView(), tmp_path / "work")
+    for job_id in ("job", "job.2", "job_3"):
+        name = f"{job_id}.png"
+        (tmp_path / "output" / name).write_bytes(PNG)
+        await collector.collect(job_id, {"9": {"images": [entry(name)]}})
+    collector.remove_job_files("job")
+    assert sorted(path.name for path in (tmp_path / "work").iterdir()) == ["job.2@000_job.2.png", "job_3@000_job_3.png"]
+
+
+def test_a_job_id_that_is_not_a_file_name_is_refused(tmp_path: Path) -> None:
+    collector = OutputCollector(comfy_dirs(tmp_path), NoView(), tmp_path / "work")
+    for job_id in ("a/b", "a@b", "a\\b"):
+        with pytest.raises(ValueError, match="cannot name a local file"):
+            collector.local_path(job_id, 0, "x.png")
 
 
 async def test_kept_outputs_stay_in_comfyui(tmp_path: Path) -> None:
