@@ -242,7 +242,9 @@ async def main_async(args: argparse.Namespace) -> None:
         await direct.start()
         try:
             target = "real ComfyUI" if (args.comfy_dir or args.comfy_url) else "simulator"
-            print(f"ComfyUI: {target} at {comfy_url}; comfyui-api at {api_url}\n")
+            print(f"ComfyUI: {target} at {comfy_url}; comfyui-api at {api_url}")
+            reads = "through GET /view (attached, no shared disk)" if args.comfy_url else "from ComfyUI's output folder"
+            print(f"comfyui-api reads outputs {reads}\n")
             await latency(direct, api, 10)  # warm both paths
             report_latency(await latency(direct, api, args.n))
             rates = {}

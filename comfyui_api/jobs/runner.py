@@ -23,6 +23,7 @@ from comfyui_api.jobs.model import (
     Credential,
     EventSink,
     JobCompleted,
+    JobEvent,
     JobFailed,
     JobQueued,
     JobRequest,
@@ -102,6 +103,12 @@ def _now_ms() -> float:
     return time.time() * 1000.0
 
 
+def _consume_outcome(task: asyncio.Task[JobResult]) -> None:
+    """A job's failure was already reported through JobFailed; mark it retrieved so asyncio does not log it again."""
+    if not task.cancelled():
+        task.exception()
+
+
 def mark_run(graph: Mapping[str, Any]) -> dict[str, Any]:
     """Give every output node an input unique to this run. ComfyUI ignores unknown inputs when it validates and
     executes, but its cache key includes them: so output nodes always run and write files of their own. Without it a
@@ -141,8 +148,31 @@ class JobRunner:
         return self._registry
 
     async def run(self, request: JobRequest, sink: EventSink) -> JobResult:
-        """Run one job to its end. Raises a ComfyApiError (after emitting JobFailed) when it does not complete."""
-        return await self.start(request, sink)
+        """Run one job to its end. Raises a ComfyApiError (after emitting JobFailed) when it does not complete.
+
+        Returns as soon as the job's outcome is known: a job that timed out is answered at its deadline while its
+        task (which keeps the id reserved) goes on withdrawing the prompt from ComfyUI. Cancelling the caller
+        cancels the job."""
+        failed: asyncio.Future[ComfyApiError] = asyncio.get_running_loop().create_future()
+
+        def relay(event: JobEvent) -> None:
+            sink(event)
+            if isinstance(event, JobFailed) and not failed.done():
+                failed.set_result(event.error)
+
+        task = self.start(request, relay)
+        task.add_done_callback(_consume_outcome)
+        outcomes: list[asyncio.Future[Any]] = [task, failed]
+        try:
+            await asyncio.wait(outcomes, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            await asyncio.wait([task])  # as awaiting the task would: the job winds down before the caller goes
+            raise
+        if task.done():
+            failed.cancel()
+            return task.result()
+        raise failed.result()
 
     def start(
         self, request: JobRequest, sink: EventSink, *, report_queue_position: bool = False
@@ -177,9 +207,11 @@ class JobRunner:
             async with asyncio.timeout(request.timeout_s):
                 result = await self._run_stages(request, sink, entry)
         except TimeoutError:
-            await self._abandon(request.id)
+            # Answer at the deadline; withdrawing the prompt can take a CPU-bound ComfyUI seconds more (it notices
+            # an interrupt only between nodes or sampler steps). The job id stays reserved until it has.
             error: ComfyApiError = JobTimeout(f"job {request.id} did not finish within {request.timeout_s:g}s")
             self._fail(entry, sink, error, JobStatus.FAILED)
+            await self._abandon(request.id)
             raise error from None
         except asyncio.CancelledError:
             await self._abandon(request.id)

@@ -235,24 +235,26 @@ async def test_timeout_abandons_the_prompt(tmp_path, http) -> None:
     assert "job-1" not in harness.registry
 
 
-async def test_an_interrupt_comfyui_drops_is_sent_again_until_the_prompt_leaves_its_queue(
-    tmp_path, http, monkeypatch
-) -> None:
+async def test_a_timed_out_job_is_answered_at_once_and_withdrawn_after(tmp_path, http, monkeypatch) -> None:
+    """The timeout is answered at the deadline. The job's task then makes ComfyUI drop the prompt: an interrupt that
+    ComfyUI cleared (it arrived as the prompt began) is sent again until the prompt leaves the queue, and the job id
+    stays reserved until then."""
     harness = Harness(tmp_path, http, lambda pid, graph: [])
     stop_prompt = harness.client.interrupt
     calls: list[str | None] = []
 
     async def interrupt(prompt_id: str | None = None) -> None:
-        assert not any(isinstance(event, JobFailed) for event in harness.seen)  # the job fails only afterwards
         calls.append(prompt_id)
         if len(calls) > 1:  # the first one arrived as the prompt began, and ComfyUI cleared it
             await stop_prompt(prompt_id)
 
     monkeypatch.setattr(harness.client, "interrupt", interrupt)
     with pytest.raises(JobTimeout):
-        await harness.run(timeout_s=0.3)
-    assert calls == ["job-1", "job-1"]  # and no more once the prompt had left the queue
+        await harness.runner.run(JobRequest(id="job-1", graph=GRAPH, timeout_s=0.3), harness.sink)
     assert isinstance(harness.seen[-1], JobFailed)
+    assert "job-1" in harness.runner.registry  # still withdrawing the prompt
+    assert await harness.runner.registry.wait_idle(5)
+    assert calls == ["job-1", "job-1"]  # and no more once the prompt had left the queue
 
 
 async def test_a_plain_run_does_not_ask_for_the_queue_position(tmp_path, http, monkeypatch) -> None:
