@@ -1,5 +1,5 @@
 """Output collection: every file and text a finished prompt reported (history `outputs` or `executed` frames),
-brought into the job's own work folder as `OutputFile`s, and removed from ComfyUI's folders unless kept.
+brought into our work folder as `OutputFile`s, and removed from ComfyUI's folders unless kept.
 
 Reads files from disk when ComfyUI shares our filesystem, else through `ComfyClient.download_output`.
 Holds paths, never whole files in memory. Knows nothing about HTTP responses or storage providers.
