@@ -240,6 +240,22 @@ class _Env:
         return {k[len(prefix) :]: v for k, v in self._env.items() if k.startswith(prefix) and len(k) > len(prefix)}
 
 
+def _comfy_python(env: _Env, home: Path) -> str:
+    """The interpreter that runs COMFY_HOME/main.py: COMFYUI_PYTHON, else the checkout's own venv (`venv/` or
+    `.venv/`, as ComfyUI's install guides and comfy-cli make), else `python` from PATH."""
+    explicit = env.path("COMFYUI_PYTHON", None)
+    if explicit is not None:
+        if not explicit.is_file():
+            raise SettingsError(f"COMFYUI_PYTHON={str(explicit)!r} is not a file")
+        return str(explicit)
+    for venv in ("venv", ".venv"):
+        for name in ("bin/python", "Scripts/python.exe"):
+            candidate = home / venv / name
+            if candidate.is_file():
+                return str(candidate)
+    return "python"
+
+
 def _comfy_settings(env: _Env, simulator_home: Path) -> ComfySettings:
     url = env.url("COMFYUI_URL", None)
     address = env.text("DIRECT_ADDRESS", "127.0.0.1")
@@ -255,7 +271,7 @@ def _comfy_settings(env: _Env, simulator_home: Path) -> ComfySettings:
         except ValueError as exc:
             raise SettingsError(f"CMD could not be parsed as a command line: {exc}") from None
     elif (home / "main.py").is_file():
-        cmd = ("python", "main.py", "--listen", address, "--port", str(port))
+        cmd = (_comfy_python(env, home), "main.py", "--listen", address, "--port", str(port))
     else:
         # No ComfyUI configured: run the bundled simulator so the server is usable at once.
         using_simulator = True

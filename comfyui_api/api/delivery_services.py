@@ -12,17 +12,10 @@ from comfyui_api.api.async_jobs import AsyncJobs
 from comfyui_api.delivery.system_events import SystemEventPublisher
 from comfyui_api.delivery.system_feed import AllEventsSource, ComfyEventFeed
 from comfyui_api.delivery.webhooks import WebhookDelivery
-from comfyui_api.jobs.registry import JobRegistry
 from comfyui_api.jobs.runner import JobRunner
 from comfyui_api.settings import WebhookSettings
 
 _SYSTEM_EVENTS_CLOSE_S = 2.0  # what is still buffered at shutdown is status chatter: not worth holding the exit
-
-
-def job_id_for_prompt(registry: JobRegistry, prompt_id: str) -> str | None:
-    """Our job id for a ComfyUI prompt_id, None when the prompt is not one of our live jobs. The runner queues each
-    job under its own id as the prompt_id, so the two are equal; this is the one place that relies on it."""
-    return prompt_id if prompt_id in registry else None
 
 
 @dataclass
@@ -37,7 +30,7 @@ class DeliveryServices:
         """Raises ValueError naming WEBHOOK_SECRET when the secret is unusable (settings validate it first)."""
         registry = runner.registry
         webhooks = WebhookDelivery(settings)
-        publisher = SystemEventPublisher(settings, job_id_for=lambda prompt_id: job_id_for_prompt(registry, prompt_id))
+        publisher = SystemEventPublisher(settings, job_id_for=registry.job_id_for_prompt)
         return cls(webhooks, publisher, ComfyEventFeed(events, publisher), AsyncJobs(runner, webhooks))
 
     def start(self) -> None:

@@ -17,7 +17,11 @@ class HealthController(Controller):
     @get("/health", summary="Liveness: 200 once ComfyUI has started", sync_to_thread=False)
     def health(self, services: ServicesDependency) -> Response[HealthResponse]:
         started = services.instance.start_count > 0
-        body = HealthResponse(status="healthy" if started else "starting", comfyui=services.instance.phase)
+        body = HealthResponse(
+            status="healthy" if started else "starting",
+            comfyui=services.instance.phase,
+            comfyui_version=services.instance.features.version if started else None,
+        )
         return Response(body, status_code=200 if started else 503)
 
     @get("/ready", summary="Readiness: 200 only when a new job would be accepted", sync_to_thread=False)

@@ -19,7 +19,7 @@ JobId = Annotated[
     str,
     msgspec.Meta(
         pattern=JOB_ID_PATTERN,
-        description="Job id (also ComfyUI's prompt_id): 1-128 letters, digits, '_', '-' or '.'.",
+        description="Job id: 1-128 letters, digits, '_', '-' or '.' (ComfyUI gets a prompt_id of its own).",
         examples=["3f1c2a9e-5a8b-4c1e-9f3a-2b7d6e8c9a01"],
     ),
 ]
@@ -217,9 +217,10 @@ class ErrorResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     node_errors: dict[str, Any] | None = None
 
 
-class HealthResponse(msgspec.Struct, kw_only=True):
+class HealthResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     status: str  # "healthy" | "starting"
     comfyui: str  # ComfyUI's phase
+    comfyui_version: str | None = None  # what the running ComfyUI reports in /system_stats, once it has started
 
 
 class ReadyResponse(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -186,6 +186,27 @@ class ComfyClient:
     async def delete_history(self, prompt_ids: Sequence[str]) -> None:
         await self._post("/history", {"delete": list(prompt_ids)})
 
+    async def cancel_prompt(self, prompt_id: str) -> bool:
+        """POST /api/jobs/{id}/cancel (ComfyUI >= ~0.26): dequeues a pending prompt or interrupts a running one in
+        one call. True when ComfyUI says it cancelled something; False when the prompt had already ended."""
+        path = f"/api/jobs/{quote(prompt_id, safe='')}/cancel"
+        response = await self._request("POST", path, json={})
+        self._expect_ok(response, f"POST {path}")
+        body = self._json(response, f"POST {path}")
+        return isinstance(body, Mapping) and body.get("cancelled") is True
+
+    async def has_jobs_cancel(self, probe_id: str) -> bool:
+        """Whether POST /api/jobs/{id}/cancel exists: asked for an id nobody uses, it answers {"cancelled": false};
+        a ComfyUI without it answers 404 or 405."""
+        response = await self._request("POST", f"/api/jobs/{quote(probe_id, safe='')}/cancel", json={})
+        if response.status_code != 200:
+            return False
+        try:
+            body = response.json()
+        except ValueError:
+            return False
+        return isinstance(body, Mapping) and "cancelled" in body
+
     # -- introspection -------------------------------------------------------------------------------------------
 
     async def object_info(self, class_type: str | None = None) -> dict[str, Any]:

@@ -100,14 +100,17 @@ def _nodes(graph: Graph) -> Iterator[tuple[str, str | None, Mapping[str, Any]]]:
         )
 
 
-def output_node_ids(graph: Graph, object_info: Mapping[str, Any] | None = None) -> list[str]:
-    """Ids of the nodes ComfyUI treats as outputs, in graph order (known classes, or object_info's output_node)."""
+def output_node_ids(
+    graph: Graph, object_info: Mapping[str, Any] | None = None, *, output_classes: frozenset[str] = KNOWN_OUTPUT_CLASSES
+) -> list[str]:
+    """Ids of the nodes ComfyUI treats as outputs, in graph order: a class in `output_classes` (by default the
+    built-in list; pass what the running ComfyUI reported), or one object_info marks `output_node`."""
     found = []
     for node_id, class_type, _ in _nodes(graph):
         if class_type is None:
             continue
         info = object_info.get(class_type) if object_info else None
-        if class_type in KNOWN_OUTPUT_CLASSES or (isinstance(info, Mapping) and info.get("output_node") is True):
+        if class_type in output_classes or (isinstance(info, Mapping) and info.get("output_node") is True):
             found.append(node_id)
     return found
 

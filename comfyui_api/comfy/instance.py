@@ -17,6 +17,7 @@ import httpx
 
 from comfyui_api.comfy.client import ComfyClient
 from comfyui_api.comfy.events import ComfyEventStream
+from comfyui_api.comfy.features import ComfyFeatures, detect_features
 from comfyui_api.comfy.messages import ComfyExited
 from comfyui_api.comfy.process import ComfyProcess
 from comfyui_api.errors import ComfyUnavailable
@@ -63,6 +64,7 @@ class ComfyInstance:
         self._fatal_tasks: set[asyncio.Task[None]] = set()
         self._start_count = 0
         self._stopping = False
+        self._features = ComfyFeatures()
 
     # -- public surface ----------------------------------------------------------------------------------------
 
@@ -91,6 +93,11 @@ class ComfyInstance:
     def client_id(self) -> str:
         """The websocket clientId; pass it as client_id when queueing so the frames reach our socket."""
         return self._client_id
+
+    @property
+    def features(self) -> ComfyFeatures:
+        """What the running ComfyUI can do (version, output classes, jobs API); learnt at each start."""
+        return self._features
 
     @property
     def start_count(self) -> int:
@@ -132,6 +139,7 @@ class ComfyInstance:
             if self._process is not None:
                 await self._process.stop(RESTART_FAILURE_GRACE_S)
             raise
+        await self._learn_features()
         await self._events.start()
         self._become_ready()
         if self._process is not None:
@@ -170,6 +178,10 @@ class ComfyInstance:
         raise ComfyUnavailable(
             f"ComfyUI at {settings.base_url} did not answer within {tries} checks {interval_s:g}s apart"
         )
+
+    async def _learn_features(self) -> None:
+        self._features = await detect_features(self._client)
+        logger.info("%s", self._features.describe())
 
     def _become_ready(self) -> None:
         self._start_count += 1
@@ -225,6 +237,7 @@ class ComfyInstance:
                     self._fatal(self._process.returncode)
                     return False
                 await asyncio.sleep(min(2.0**failures, 30.0))
+        await self._learn_features()
         self._events.reconnect_now()
         self._become_ready()
         return True

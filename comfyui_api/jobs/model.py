@@ -82,6 +82,7 @@ class JobRequest:
     cancel_on_disconnect: bool = False
     keep_outputs: bool | None = None  # None: the server default (KEEP_OUTPUTS)
     discard_outputs: bool = False  # warmup: run, then throw the outputs away
+    metadata: Mapping[str, Any] | None = None  # the caller's, kept on the record and echoed in webhooks and events
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The live jobs of one server, by id: their status and the task running each, for admission (queue depth),
-interrupts, draining and status lookups.
+interrupts, draining and status lookups; and the one map between our job ids and ComfyUI's prompt ids.
 
 State lives on a `JobRegistry` object (one per server); nothing global. Knows nothing about HTTP or ComfyUI.
 """
@@ -7,6 +7,8 @@ State lives on a `JobRegistry` object (one per server); nothing global. Knows no
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,11 +16,16 @@ from typing import Any
 from comfyui_api.errors import CapacityError, InvalidRequest, JobNotFound
 from comfyui_api.jobs.model import JobStatus
 
+# Frames of a prompt can still be read by other listeners (system events) just after its job ended: the mapping of
+# the last few ended prompts is kept so they are still named by job id.
+_ENDED_PROMPTS_KEPT = 1024
+
 
 @dataclass
 class JobEntry:
-    id: str
+    id: str  # ours: what callers see
     status: JobStatus = JobStatus.QUEUED
+    prompt_id: str | None = None  # ComfyUI's id for this run (a fresh uuid4 per submission), once minted
     task: asyncio.Task[Any] | None = None
     cancel_requested: bool = False
     cancel_reason: str = "cancelled"
@@ -45,6 +52,8 @@ class JobRegistry:
         self._max_depth = max_depth
         self._retry_after_s = retry_after_s
         self._jobs: dict[str, JobEntry] = {}
+        self._by_prompt: dict[str, JobEntry] = {}  # ComfyUI prompt_id -> the live job it runs
+        self._ended_prompts: OrderedDict[str, str] = OrderedDict()  # prompt_id -> job id, of recently ended jobs
         self._idle = asyncio.Event()
         self._idle.set()
         self._accepting = True
@@ -94,8 +103,32 @@ class JobRegistry:
     def __iter__(self) -> Iterator[JobEntry]:
         return iter(list(self._jobs.values()))
 
+    def new_prompt(self, entry: JobEntry) -> str:
+        """Mint ComfyUI's prompt_id for one submission of a live job. Always a fresh canonical uuid4, never the job
+        id: ComfyUI >= ~0.25 refuses any other form and newer ones refuse a prompt_id they have seen before, so a
+        caller's own id (`first-image`) and a resubmitted id both work on every version."""
+        if entry.prompt_id is not None:
+            self._forget_prompt(entry)
+        entry.prompt_id = str(uuid.uuid4())
+        self._by_prompt[entry.prompt_id] = entry
+        return entry.prompt_id
+
+    def job_id_for_prompt(self, prompt_id: str) -> str | None:
+        """Our job id for a ComfyUI prompt_id; None when the prompt is not one of our live jobs."""
+        entry = self._by_prompt.get(prompt_id)
+        return entry.id if entry is not None else self._ended_prompts.get(prompt_id)
+
+    def _forget_prompt(self, entry: JobEntry) -> None:
+        assert entry.prompt_id is not None
+        self._by_prompt.pop(entry.prompt_id, None)
+        self._ended_prompts[entry.prompt_id] = entry.id
+        while len(self._ended_prompts) > _ENDED_PROMPTS_KEPT:
+            self._ended_prompts.popitem(last=False)
+
     def remove(self, job_id: str) -> None:
-        self._jobs.pop(job_id, None)
+        entry = self._jobs.pop(job_id, None)
+        if entry is not None and entry.prompt_id is not None:
+            self._forget_prompt(entry)
         if not self._jobs:
             self._idle.set()
 

@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 
 from comfyui_api.comfy import graph as comfy_graph
 from comfyui_api.comfy.client import ComfyClient
+from comfyui_api.comfy.features import ComfyFeatures
 from comfyui_api.comfy.subscription import Subscription
 from comfyui_api.errors import ComfyApiError, ComfyUnavailable, JobCancelled, JobTimeout, WorkflowRejected
 from comfyui_api.jobs.model import (
@@ -85,6 +86,9 @@ class ComfyInstanceLike(Protocol):
     @property
     def start_count(self) -> int: ...
 
+    @property
+    def features(self) -> ComfyFeatures: ...
+
 
 InterruptOutcome = Literal["removed", "interrupted"]
 
@@ -109,13 +113,16 @@ def _consume_outcome(task: asyncio.Task[JobResult]) -> None:
         task.exception()
 
 
-def mark_run(graph: Mapping[str, Any]) -> dict[str, Any]:
-    """Give every output node an input unique to this run. ComfyUI ignores unknown inputs when it validates and
-    executes, but its cache key includes them: so output nodes always run and write files of their own. Without it a
-    resubmission (same id, or a PreviewImage-only graph) would get back the names of files an earlier job took."""
+def mark_run(
+    graph: Mapping[str, Any], output_classes: frozenset[str] = comfy_graph.KNOWN_OUTPUT_CLASSES
+) -> dict[str, Any]:
+    """Give every output node (a node of one of `output_classes`) an input unique to this run. ComfyUI ignores
+    unknown inputs when it validates and executes, but its cache key includes them: so output nodes always run and
+    write files of their own. Without it a resubmission (same id, or a PreviewImage-only graph) would get back the
+    names of files an earlier job took."""
     marker = uuid.uuid4().hex
     marked = dict(graph)
-    for node_id in comfy_graph.output_node_ids(graph):
+    for node_id in comfy_graph.output_node_ids(graph, output_classes=output_classes):
         marked = comfy_graph.with_input(marked, node_id, RUN_MARKER_INPUT, marker)
     return marked
 
@@ -192,11 +199,12 @@ class JobRunner:
         task.add_done_callback(lambda _: self._registry.remove(request.id))
         return task
 
-    async def interrupt(self, job_id: str) -> InterruptOutcome:
-        """Stop a job: removed from ComfyUI's queue if pending, interrupted if running. JobNotFound if unknown."""
+    async def interrupt(self, job_id: str, reason: str = "interrupted on request") -> InterruptOutcome:
+        """Stop a job: removed from ComfyUI's queue if pending, interrupted if running. JobNotFound if unknown.
+        `reason` ends up in the job's error ("job <id> was <reason>")."""
         entry = self._registry.get(job_id)
         status = entry.status
-        if entry.request_cancel("interrupted on request") and entry.task is not None:
+        if entry.request_cancel(reason) and entry.task is not None:
             # The job's own task withdraws the prompt from ComfyUI as it winds down; answer once it has.
             await asyncio.wait([entry.task], timeout=_ABANDON_TIMEOUT_S + 1.0)
         return "interrupted" if status is JobStatus.RUNNING else "removed"
@@ -211,10 +219,10 @@ class JobRunner:
             # an interrupt only between nodes or sampler steps). The job id stays reserved until it has.
             error: ComfyApiError = JobTimeout(f"job {request.id} did not finish within {request.timeout_s:g}s")
             self._fail(entry, sink, error, JobStatus.FAILED)
-            await self._abandon(request.id)
+            await self._abandon(entry.prompt_id)
             raise error from None
         except asyncio.CancelledError:
-            await self._abandon(request.id)
+            await self._abandon(entry.prompt_id)
             if not entry.cancel_requested:
                 raise
             error = JobCancelled(f"job {request.id} was {entry.cancel_reason}")
@@ -226,7 +234,7 @@ class JobRunner:
             raise
         except Exception as exc:
             log.exception("job %s failed unexpectedly", request.id)
-            await self._abandon(request.id)
+            await self._abandon(entry.prompt_id)
             error = ComfyApiError(f"internal error while running job {request.id}: {type(exc).__name__}")
             self._fail(entry, sink, error, JobStatus.FAILED)
             raise error from exc
@@ -250,14 +258,15 @@ class JobRunner:
         entry.status = JobStatus.STAGING
         graph = await self._prepare(request)
         clock.staged_ms = _now_ms()
-        with self._instance.events.subscribe(request.id) as subscription:
+        prompt_id = self._registry.new_prompt(entry)
+        with self._instance.events.subscribe(prompt_id) as subscription:
             clock.queued_ms = _now_ms()
             try:
-                await self._submit(request.id, graph, sink, entry)
+                await self._submit(entry, graph, sink)
             except WorkflowRejected:
-                await self._discard_partial_run(request.id, graph, subscription)
+                await self._discard_partial_run(entry, graph, subscription)
                 raise
-            watch = self._watch(request.id, graph, subscription, sink, on_started=entry.mark_running)
+            watch = self._watch(entry, graph, subscription, sink, on_started=entry.mark_running)
             outcome = await watch.wait()
         clock.finished_ms = _now_ms()
         outputs, texts = await self._collector.collect(request.id, outcome.outputs, keep=request.keep_outputs)
@@ -282,32 +291,36 @@ class JobRunner:
         if self._models is not None:
             graph, self._model_leases[request.id] = await self._models.resolve_model_urls(graph, request.credentials)
         graph = comfy_graph.rewrite_filename_prefixes(graph, request.id)
-        return comfy_graph.normalise_paths(mark_run(graph))
+        return comfy_graph.normalise_paths(mark_run(graph, self._instance.features.output_classes))
 
-    async def _submit(self, job_id: str, graph: Mapping[str, Any], sink: EventSink, entry: JobEntry) -> None:
+    async def _submit(self, entry: JobEntry, graph: Mapping[str, Any], sink: EventSink) -> None:
         client = self._instance.client
-        await client.queue_prompt(graph, prompt_id=job_id, client_id=self._instance.client_id)
+        prompt_id = entry.prompt_id
+        assert prompt_id is not None
+        await client.queue_prompt(graph, prompt_id=prompt_id, client_id=self._instance.client_id)
         if entry.status is JobStatus.STAGING:  # the prompt may already have started (fast ComfyUI, frames first)
             entry.status = JobStatus.QUEUED
         if not entry.reports_queue_position:
             return
         try:
-            position = await client.queue_position(job_id)
+            position = await client.queue_position(prompt_id)
         except ComfyApiError:
             position = None
-        sink(JobQueued(job_id, position if position is not None else 0))
+        sink(JobQueued(entry.id, position if position is not None else 0))
 
     def _watch(
         self,
-        job_id: str,
+        entry: JobEntry,
         graph: Mapping[str, Any],
         subscription: Subscription,
         sink: EventSink,
         *,
         on_started: Callable[[], None] = lambda: None,
     ) -> PromptWatch:
+        assert entry.prompt_id is not None
         return PromptWatch(
-            job_id,
+            entry.id,
+            prompt_id=entry.prompt_id,
             messages=subscription,
             history=self._instance.client,
             graph=graph,
@@ -316,14 +329,16 @@ class JobRunner:
             on_started=on_started,
         )
 
-    async def _discard_partial_run(self, job_id: str, graph: Mapping[str, Any], subscription: Subscription) -> None:
+    async def _discard_partial_run(self, entry: JobEntry, graph: Mapping[str, Any], subscription: Subscription) -> None:
         """ComfyUI queues the valid part of a partly invalid graph, and on an idle ComfyUI it runs before it can be
         withdrawn: wait (bounded) for it to end, then remove whatever it wrote. Nothing to do when fully rejected."""
         client = self._instance.client
+        job_id, prompt_id = entry.id, entry.prompt_id
+        assert prompt_id is not None
         with contextlib.suppress(ComfyApiError):
-            if await client.queue_position(job_id) is None and await client.get_history(job_id) is None:
+            if await client.queue_position(prompt_id) is None and await client.get_history(prompt_id) is None:
                 return
-        watch = self._watch(job_id, graph, subscription, lambda _: None)
+        watch = self._watch(entry, graph, subscription, lambda _: None)
         outputs: Mapping[str, Any] = {}
         try:
             async with asyncio.timeout(_PARTIAL_RUN_WAIT_S):
@@ -335,17 +350,27 @@ class JobRunner:
             discard(files)
         self._collector.remove_job_files(job_id)
 
-    async def _abandon(self, job_id: str) -> None:
-        """Make sure ComfyUI drops a prompt we gave up on: remove it if pending, interrupt it if running, and wait
-        (bounded) until it has left the queue. A real ComfyUI only notices an interrupt between sampler steps or
-        nodes, seconds later on a CPU; and it clears the interrupt flag as it begins a prompt, so one sent just as
-        the prompt starts is lost: it is sent again while the prompt is still listed."""
+    async def _abandon(self, prompt_id: str | None) -> None:
+        """Make sure ComfyUI drops a prompt we gave up on (None: it was never queued): remove it if pending,
+        interrupt it if running, and wait (bounded) until it has left the queue. Where ComfyUI has the jobs cancel
+        route, that one call does both. A real ComfyUI only notices an interrupt between sampler steps or nodes,
+        seconds later on a CPU; and it clears the interrupt flag as it begins a prompt, so one sent just as the
+        prompt starts is lost: it is sent again while the prompt is still listed."""
+        if prompt_id is None:
+            return
         client = self._instance.client
+        cancel_api = self._instance.features.jobs_cancel
         with contextlib.suppress(ComfyApiError, TimeoutError, OSError):
             async with asyncio.timeout(_ABANDON_TIMEOUT_S):
-                await client.delete_from_queue([job_id])
-                while await client.queue_position(job_id) is not None:
-                    await client.interrupt(prompt_id=job_id)
+                if cancel_api:
+                    await client.cancel_prompt(prompt_id)
+                else:
+                    await client.delete_from_queue([prompt_id])
+                while await client.queue_position(prompt_id) is not None:
+                    if cancel_api:
+                        await client.cancel_prompt(prompt_id)
+                    else:
+                        await client.interrupt(prompt_id=prompt_id)
                     await asyncio.sleep(_ABANDON_POLL_S)
 
     @staticmethod

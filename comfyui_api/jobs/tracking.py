@@ -103,12 +103,14 @@ def outcome_from_history(job_id: str, entry: Mapping[str, Any]) -> PromptOutcome
 
 
 class PromptWatch:
-    """Consumes one prompt's subscription until the prompt ends; emits job events on the way."""
+    """Consumes one prompt's subscription until the prompt ends; emits job events (named by the job id) on the way.
+    The job id and ComfyUI's prompt_id are different values: see `jobs.registry.JobRegistry.new_prompt`."""
 
     def __init__(
         self,
         job_id: str,
         *,
+        prompt_id: str,
         messages: MessageSource,
         history: PromptHistorySource,
         graph: Mapping[str, Any],
@@ -116,7 +118,8 @@ class PromptWatch:
         idle_timeout_s: float,
         on_started: Callable[[], None] = lambda: None,
     ):
-        self._job_id = job_id
+        self._job_id = job_id  # ours: named in events and errors
+        self._prompt_id = prompt_id  # ComfyUI's: asked of /history and /queue
         self._messages = messages
         self._history = history
         self._graph = graph
@@ -222,7 +225,7 @@ class PromptWatch:
 
     async def _history_entry(self) -> dict[str, Any] | None:
         try:
-            return await self._history.get_history(self._job_id)
+            return await self._history.get_history(self._prompt_id)
         except ComfyApiError as exc:
             log.warning("job %s: could not read ComfyUI's history: %s", self._job_id, exc)
             return None
@@ -231,7 +234,7 @@ class PromptWatch:
         """Did the prompt end while we were not hearing about it? Queue first, then history: the reverse order
         could see neither while the prompt moves from one to the other."""
         try:
-            position = await self._history.queue_position(self._job_id)
+            position = await self._history.queue_position(self._prompt_id)
         except ComfyApiError as exc:
             log.warning("job %s: could not read ComfyUI's queue: %s", self._job_id, exc)
             return None

@@ -9,7 +9,7 @@ import shutil
 import signal
 import sys
 
-from comfyui_api.simulator.config import COMFYUI_VERSION, SimulatorConfig, parse_config
+from comfyui_api.simulator.config import SimulatorConfig, parse_config
 from comfyui_api.simulator.simulator import Simulator
 
 
@@ -24,7 +24,7 @@ def _log_startup(config: SimulatorConfig, argv: list[str]) -> None:
         if flag in given:
             log.info("Setting %s directory to: %s", label, path)
     log.info("Python version: %s", sys.version)
-    log.info("ComfyUI version: %s (comfyui-api simulator)", COMFYUI_VERSION)
+    log.info("ComfyUI version: %s (comfyui-api simulator)", config.profile.version)
     if "--temp-directory" in given:
         log.info("Setting temp directory to: %s", config.temp_dir)
     log.info("Models directory: %s", config.models_dir)

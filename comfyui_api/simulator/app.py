@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from aiohttp import WSMsgType, web
 from aiohttp.typedefs import Middleware
 
-from comfyui_api.simulator import routes_files, routes_info, routes_prompt
+from comfyui_api.simulator import routes_files, routes_info, routes_jobs, routes_prompt
 
 if TYPE_CHECKING:
     from comfyui_api.simulator.simulator import Simulator
@@ -34,9 +34,13 @@ def _is_loopback(host: str | None) -> bool:
         return False  # other names are not resolved: no DNS lookups inside a request
 
 
-def _origin_only() -> Middleware:
+def _origin_only(refuse_cross_site: bool) -> Middleware:
     @web.middleware
     async def origin_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if refuse_cross_site and request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+            # ComfyUI >= 0.33: a browser's cross-site request is refused whatever its Origin says.
+            log.warning("WARNING: cross-site request refused, returning 403")
+            return web.Response(status=403)
         # A page on another site must not queue prompts on a loopback server: Host and Origin must agree.
         if "Host" in request.headers and "Origin" in request.headers:
             host_domain = request.headers["Host"].lower()
@@ -115,7 +119,8 @@ def _websocket_route(routes: web.RouteTableDef, sim: Simulator) -> None:
 
 
 def create_app(sim: Simulator) -> web.Application:
-    middleware = _cors(sim.config.cors_origin) if sim.config.cors_origin else _origin_only()
+    profile = sim.config.profile
+    middleware = _cors(sim.config.cors_origin) if sim.config.cors_origin else _origin_only(profile.cross_site_refused)
     app = web.Application(client_max_size=sim.config.max_upload_size_bytes, middlewares=[middleware])
     routes = web.RouteTableDef()
     _websocket_route(routes, sim)
@@ -130,5 +135,9 @@ def create_app(sim: Simulator) -> web.Application:
             api_routes.route(route.method, "/api" + route.path)(route.handler, **route.kwargs)
     app.add_routes(api_routes)
     app.add_routes(routes)
+    if profile.jobs_api:  # only under /api: the jobs routes have no twin
+        jobs_routes = web.RouteTableDef()
+        routes_jobs.add_routes(jobs_routes, sim)
+        app.add_routes(jobs_routes)
     app.router.add_get("/{tail:.*}", routes_info.not_found)
     return app

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from comfyui_api.simulator.profile import NEWEST, PROFILES, ComfyProfile, profile_for
+
 PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")
-COMFYUI_VERSION = "0.3.64"  # the ComfyUI release whose protocol is simulated
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class SimulatorConfig:
     disable_metadata: bool = False
     cors_origin: str | None = None
     step_seconds: float = 0.05
+    profile: ComfyProfile = PROFILES[NEWEST]  # the ComfyUI release whose wire behaviour is simulated
+    # ComfyUI 0.38+ answers 409 to a prompt_id it has seen before; 0.33.0 still takes it
+    reject_duplicate_prompt_ids: bool = False
     argv: tuple[str, ...] = ()
 
     @property
@@ -40,7 +44,17 @@ class SimulatorConfig:
         return round(self.max_upload_size_mb * 1024 * 1024)
 
     def server_features(self) -> dict[str, object]:
-        return {"supports_preview_metadata": True, "max_upload_size": self.max_upload_size_mb * 1024 * 1024}
+        max_upload_size = self.max_upload_size_mb * 1024 * 1024
+        if not self.profile.new_system_keys:
+            return {"supports_preview_metadata": True, "max_upload_size": max_upload_size}
+        return {
+            "supports_preview_metadata": True,
+            "supports_model_type_tags": True,
+            "max_upload_size": max_upload_size,
+            "extension": {"manager": {"supports_v4": True}},
+            "node_replacements": True,
+            "assets": False,
+        }
 
     @property
     def previews_enabled(self) -> bool:
@@ -65,6 +79,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--enable-cors-header", type=str, default=None, nargs="?", const="*")
     parser.add_argument(
         "--step-seconds", type=float, default=0.05, help="simulated time per KSampler step (simulator only)"
+    )
+    parser.add_argument(
+        "--comfyui-version",
+        default=NEWEST,
+        choices=sorted(PROFILES),
+        help=f"the ComfyUI release whose wire behaviour to reproduce (simulator only; default {NEWEST})",
+    )
+    parser.add_argument(
+        "--reject-duplicate-prompt-ids",
+        action="store_true",
+        help="answer 409 to a prompt_id seen before, as ComfyUI 0.38+ does (simulator only)",
     )
     return parser
 
@@ -100,5 +125,7 @@ def parse_config(argv: Sequence[str], cwd: Path | None = None) -> SimulatorConfi
         disable_metadata=args.disable_metadata,
         cors_origin=args.enable_cors_header,
         step_seconds=args.step_seconds,
+        profile=profile_for(args.comfyui_version),
+        reject_duplicate_prompt_ids=args.reject_duplicate_prompt_ids,
         argv=("main.py", *argv),
     )

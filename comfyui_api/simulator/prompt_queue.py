@@ -114,6 +114,15 @@ class PromptQueue:
         with self._mutex:
             return [item[1] for item in self._running.values()]
 
+    def knows(self, prompt_id: str) -> bool:
+        """Whether a prompt with this id is pending, running or in the history."""
+        with self._mutex:
+            return (
+                prompt_id in self._history
+                or any(item[1] == prompt_id for item in self._running.values())
+                or any(entry.item[1] == prompt_id for entry in self._heap)
+            )
+
     def remaining(self) -> int:
         with self._mutex:
             return len(self._heap) + len(self._running)

@@ -115,7 +115,9 @@ def _rendered(img: Image.Image, image_format: str, **save_args: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _view_variant(file: str, filename: str, query: Any) -> web.StreamResponse:
+def _view_variant(
+    file: str, filename: str, query: Any, *, safe_headers: bool = False, fetch_dest: str = ""
+) -> web.StreamResponse:
     disposition = {"Content-Disposition": f'filename="{filename}"'}
     if "preview" in query:
         with Image.open(file) as img:
@@ -141,9 +143,40 @@ def _view_variant(file: str, filename: str, query: Any) -> web.StreamResponse:
             holder.putalpha(alpha)
             return web.Response(body=_rendered(holder, "PNG"), content_type="image/png", headers=disposition)
     content_type = _guess_content_type(filename)
+    if safe_headers:
+        return web.FileResponse(file, headers=_safe_raw_headers(filename, content_type, fetch_dest))
     if content_type in _FORCED_DOWNLOAD:
         content_type = "application/octet-stream"
     return web.FileResponse(file, headers={**disposition, "Content-Type": content_type})
+
+
+def _can_run_script(content_type: str) -> bool:
+    base = content_type.split(";")[0].strip().lower()
+    return (
+        base in _FORCED_DOWNLOAD
+        or base in ("application/javascript", "image/svg+xml")
+        or base.endswith(("+xml", "/xml"))
+    )
+
+
+def _safe_raw_headers(filename: str, content_type: str, fetch_dest: str) -> dict[str, str]:
+    """ComfyUI >= ~0.28: a raw file that could run script in a browser is an attachment (an SVG stays inline only
+    when the browser fetches it as an image); every raw file says nosniff."""
+    quoted = filename.replace("\\", "\\\\").replace('"', '\\"')
+    headers = {"X-Content-Type-Options": "nosniff"}
+    inline_svg = content_type.startswith("image/svg+xml") and fetch_dest == "image"
+    if _can_run_script(content_type) and not inline_svg:
+        headers.update({
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": f'attachment; filename="{quoted}"',
+            "Vary": "Sec-Fetch-Dest",
+            "Cache-Control": "no-store",
+        })  # fmt: skip
+    else:
+        headers.update({"Content-Type": content_type, "Content-Disposition": f'filename="{quoted}"'})
+        if content_type.startswith("image/svg+xml"):
+            headers["Vary"] = "Sec-Fetch-Dest"
+    return headers
 
 
 # ComfyUI registers these types at start-up (server.py); kept local here instead of changing the process-wide table.
@@ -155,7 +188,7 @@ def _guess_content_type(filename: str) -> str:
     return registered or mimetypes.guess_type(filename)[0] or "application/octet-stream"
 
 
-def _view(sim: Simulator, query: Any) -> web.StreamResponse:
+def _view(sim: Simulator, query: Any, fetch_dest: str = "") -> web.StreamResponse:
     if "filename" not in query:
         return web.Response(status=404)
     filename, output_dir = sim.folders.annotated(query["filename"])
@@ -174,7 +207,9 @@ def _view(sim: Simulator, query: Any) -> web.StreamResponse:
     file = os.path.join(directory, filename)
     if not os.path.isfile(file):
         return web.Response(status=404)
-    return _view_variant(file, filename, query)
+    return _view_variant(
+        file, filename, query, safe_headers=sim.config.profile.safe_view_headers, fetch_dest=fetch_dest
+    )
 
 
 def _safetensors_metadata(path: str) -> Any:
@@ -201,7 +236,7 @@ def add_routes(routes: web.RouteTableDef, sim: Simulator) -> None:
 
     @routes.get("/view")
     async def view(request: web.Request) -> web.StreamResponse:
-        return _view(sim, request.rel_url.query)
+        return _view(sim, request.rel_url.query, request.headers.get("Sec-Fetch-Dest", "").lower())
 
     @routes.get("/view_metadata/{folder_name}")
     async def view_metadata(request: web.Request) -> web.Response:

@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from comfyui_api.simulator.config import COMFYUI_VERSION
-
 if TYPE_CHECKING:
     from comfyui_api.simulator.simulator import Simulator
 
@@ -41,20 +39,30 @@ def _memory_bytes() -> tuple[int, int]:
 
 def _system_stats(sim: Simulator) -> dict[str, Any]:
     total, free = _memory_bytes()
+    profile = sim.config.profile
+    system: dict[str, Any] = {
+        "os": sys.platform if profile.new_system_keys else os.name,
+        "ram_total": total,
+        "ram_free": free,
+        "comfyui_version": profile.version,
+        "required_frontend_version": profile.frontend_version,
+        "installed_templates_version": profile.templates_version,
+        "required_templates_version": profile.templates_version,
+    }
+    if profile.new_system_keys:
+        system["comfy_package_versions"] = [
+            {"name": name, "installed": version, "required": version}
+            for name, version in (
+                ("comfyui-frontend-package", profile.frontend_version),
+                ("comfyui-workflow-templates", profile.templates_version),
+            )
+        ]
+    system.update(python_version=sys.version, pytorch_version="2.13.0+cpu", embedded_python=False)
+    if profile.new_system_keys:
+        system["deploy_environment"] = "local-git"
+    system["argv"] = list(sim.config.argv)
     return {
-        "system": {
-            "os": os.name,
-            "ram_total": total,
-            "ram_free": free,
-            "comfyui_version": COMFYUI_VERSION,
-            "required_frontend_version": "1.27.10",
-            "installed_templates_version": "0.1.95",
-            "required_templates_version": "0.1.95",
-            "python_version": sys.version,
-            "pytorch_version": "2.13.0+cpu",
-            "embedded_python": False,
-            "argv": list(sim.config.argv),
-        },
+        "system": system,
         "devices": [
             {
                 "name": "cpu",

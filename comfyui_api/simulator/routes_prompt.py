@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,27 @@ def _member(body: Any, key: str, default: Any) -> Any:
     """`body[key]` when `key in body`: like ComfyUI's handlers this works for a JSON array body too (no match),
     where `.get()` would raise."""
     return body[key] if key in body else default  # noqa: SIM401 - see the docstring
+
+
+_INVALID_PROMPT_ID = {
+    "type": "invalid_prompt_id",
+    "message": "prompt_id must be a valid UUID",
+    "details": "prompt_id must be a UUID string in canonical lowercase hyphenated form; omit it to let the server "
+    "generate one",
+    "extra_info": {},
+}
+# ComfyUI 0.38+ (not 0.33.0) refuses a prompt_id it already holds; the simulator's wording of that answer.
+_DUPLICATE_PROMPT_ID = {"type": "duplicate_prompt_id", "message": "prompt_id already exists", "extra_info": {}}
+
+
+def _is_canonical_uuid(value: Any) -> bool:
+    """ComfyUI's validate_job_id: `str(uuid.UUID(v)) == v`, so only lowercase hyphenated UUID strings pass."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
 
 
 if TYPE_CHECKING:
@@ -51,12 +73,28 @@ def add_routes(routes: web.RouteTableDef, sim: Simulator) -> None:
             }
             return web.json_response({"error": error, "node_errors": {}}, status=400)
         prompt = json_data["prompt"]
-        prompt_id = str(json_data.get("prompt_id", uuid.uuid4()))
+        profile = sim.config.profile
+        if profile.uuid_prompt_ids:
+            prompt_id = json_data.get("prompt_id")
+            if prompt_id is None:
+                prompt_id = str(uuid.uuid4())
+            elif not _is_canonical_uuid(prompt_id):
+                return web.json_response({"error": _INVALID_PROMPT_ID, "node_errors": {}}, status=400)
+            elif sim.config.reject_duplicate_prompt_ids and sim.queue.knows(prompt_id):
+                error = {**_DUPLICATE_PROMPT_ID, "details": f"prompt_id {prompt_id} already exists"}
+                return web.json_response({"error": error, "node_errors": {}}, status=409)
+        else:
+            prompt_id = str(json_data.get("prompt_id", uuid.uuid4()))
+        if profile.list_prompt_is_500 and not isinstance(prompt, dict):
+            # 0.33 rewrites registered node replacements before validating: a non-object prompt raises there.
+            raise TypeError("prompt must be an object")
         partial = _member(json_data, "partial_execution_targets", None)
         verdict = sim.validator.validate(prompt, partial)
         extra_data = _member(json_data, "extra_data", {})
         if "client_id" in json_data:
             extra_data["client_id"] = json_data["client_id"]
+        if profile.create_time:
+            extra_data["create_time"] = int(time.time() * 1000)
         if verdict.ok:
             sim.queue.put((number, prompt_id, prompt, extra_data, verdict.good_outputs))
             return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": verdict.node_errors})

@@ -49,7 +49,7 @@ class Simulator:
         self.folders = Folders.create(
             config.base_dir, config.input_dir, config.output_dir, config.temp_dir, config.user_dir, config.models_dir
         )
-        self.registry = build_registry()
+        self.registry = build_registry(modern=config.profile.v3_object_info)
         self.hub = SocketHub(config.server_features())
         self.queue = PromptQueue(on_change=self._queue_changed)
         self.executor = PromptExecutor(self.registry, self.folders, config, self.hub)

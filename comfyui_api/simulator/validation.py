@@ -87,33 +87,39 @@ class PromptValidator:
         for node_id in prompt:
             node = prompt[node_id]
             if "class_type" not in node:
-                return Verdict(
-                    False,
-                    _error(
-                        "invalid_prompt",
-                        "Cannot execute because a node is missing the class_type property.",
-                        f"Node ID '#{node_id}'",
-                        {},
-                    ),
-                    [],
-                )
+                return Verdict(False, self._node_type_error(node_id, node, missing=True), [])
             spec = self._registry.get(node["class_type"])
             if spec is None:
-                return Verdict(
-                    False,
-                    _error(
-                        "invalid_prompt",
-                        f"Cannot execute because node {node['class_type']} does not exist.",
-                        f"Node ID '#{node_id}'",
-                        {},
-                    ),
-                    [],
-                )
+                return Verdict(False, self._node_type_error(node_id, node, missing=False), [])
             if spec.output_node and (partial_targets is None or node_id in partial_targets):
                 outputs.add(node_id)
         if not outputs:
             return Verdict(False, _error("prompt_no_outputs", "Prompt has no outputs", "", {}), [])
+        if self._config.profile.cycle_node_errors and (cycles := _cycle_errors(prompt, outputs)):
+            error = _error("prompt_outputs_failed_validation", "Prompt outputs failed validation", "", {})
+            return Verdict(False, error, [], cycles)
         return self._validate_outputs(prompt, outputs)
+
+    def _node_type_error(self, node_id: str, node: Any, *, missing: bool) -> dict[str, Any]:
+        """A node without a class_type, or of a class nobody registered."""
+        details = f"Node ID '#{node_id}'"
+        if not self._config.profile.missing_node_type_errors:
+            if missing:
+                return _error(
+                    "invalid_prompt", "Cannot execute because a node is missing the class_type property.", details, {}
+                )
+            message = f"Cannot execute because node {node['class_type']} does not exist."
+            return _error("invalid_prompt", message, details, {})
+        meta = node.get("_meta")
+        title = meta.get("title") if isinstance(meta, dict) else None
+        class_type = None if missing else node["class_type"]
+        extra = {"node_id": node_id, "class_type": class_type, "node_title": title}
+        if missing:
+            name = title or f"ID #{node_id}"
+            message = f"Node '{name}' has no class_type. The workflow may be corrupted or a custom node is missing."
+        else:
+            message = f"Node '{title or class_type}' not found. The custom node may not be installed."
+        return _error("missing_node_type", message, details, extra)
 
     def _validate_outputs(self, prompt: Any, outputs: set[str]) -> Verdict:
         good: set[str] = set()
@@ -285,9 +291,8 @@ class PromptValidator:
             return False
         return None
 
-    @staticmethod
     def _check_range(
-        name: str, val: Any, input_type: Any, extra: dict[str, Any], info: tuple[Any, Any]
+        self, name: str, val: Any, input_type: Any, extra: dict[str, Any], info: tuple[Any, Any]
     ) -> dict[str, Any] | None:
         if "min" in extra and val < extra["min"]:
             return _error(
@@ -309,10 +314,11 @@ class PromptValidator:
             listing = str(input_type)
             if len(input_type) > 20:
                 listing, config = f"(list of length {len(input_type)})", None
+            shown = repr(val) if self._config.profile.repr_in_combo_details else f"'{val}'"
             return _error(
                 "value_not_in_list",
                 "Value not in list",
-                f"{name}: '{val}' not in {listing}",
+                f"{name}: {shown} not in {listing}",
                 {"input_name": name, "input_config": config, "received_value": val},
             )
         return None
@@ -364,3 +370,41 @@ class PromptValidator:
                     )
                 )
         return errors
+
+
+def _find_loop(prompt: Any, node_id: str, path: list[str], done: set[str]) -> list[str] | None:
+    """The first loop reached from `node_id` by following links upstream (depth first), as the list of its nodes."""
+    if node_id in path:
+        return path[path.index(node_id) :]
+    node = prompt.get(node_id)
+    if node_id in done or not isinstance(node, dict):
+        return None
+    path.append(node_id)
+    inputs = node.get("inputs")
+    for value in inputs.values() if isinstance(inputs, dict) else ():
+        linked = isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+        if linked and (loop := _find_loop(prompt, value[0], path, done)) is not None:
+            return loop
+    path.pop()
+    done.add(node_id)
+    return None
+
+
+def _cycle_errors(prompt: Any, outputs: set[str]) -> dict[str, Any]:
+    """ComfyUI >= ~0.20 reports a dependency cycle up front: each node on the loop gets a `dependency_cycle` error
+    naming the loop (`2 (ImageInvert) -> 1 (ImageInvert) -> 2 (ImageInvert)`) and the outputs that depend on it."""
+    node_errors: dict[str, Any] = {}
+    for output_id in sorted(outputs, key=str):
+        loop = _find_loop(prompt, output_id, [], set())
+        if loop is None:
+            continue
+        details = " -> ".join(f"{n} ({prompt[n].get('class_type')})" for n in [*loop, loop[0]])
+        for node_id in loop:
+            error = _error(
+                "dependency_cycle", "Dependency cycle detected", details, {"node_id": node_id, "cycle_nodes": loop}
+            )
+            entry = node_errors.setdefault(
+                node_id, {"errors": [error], "dependent_outputs": [], "class_type": prompt[node_id].get("class_type")}
+            )
+            entry["dependent_outputs"].append(output_id)
+    return node_errors

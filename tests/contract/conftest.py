@@ -6,6 +6,7 @@ otherwise the simulator is started. Tests marked real_only / simulator_only are 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
@@ -20,9 +21,21 @@ SIMULATOR_STEP_S = 0.25
 StartTarget = Callable[..., Target]
 
 
+# The simulator runs the suite once per ComfyUI version profile; a real target once, as whatever version it is.
+SIMULATOR_PROFILES = ("0.33.0", "0.3.64")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "simulator_profile" in metafunc.fixturenames:
+        spec = TargetSpec.from_env(os.environ)
+        profiles: list[str | None] = [None] if spec.is_real or spec.url else list(SIMULATOR_PROFILES)
+        ids = [f"comfyui-{p}" if p else "target" for p in profiles]
+        metafunc.parametrize("simulator_profile", profiles, ids=ids, scope="session")
+
+
 @pytest.fixture(scope="session")
-def target_spec() -> TargetSpec:
-    return TargetSpec.from_env(os.environ)
+def target_spec(simulator_profile: str | None) -> TargetSpec:
+    return dataclasses.replace(TargetSpec.from_env(os.environ), simulator_version=simulator_profile)
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +60,7 @@ def start_extra_target(target_spec: TargetSpec) -> Iterator[StartTarget]:
     def start(extra_args: Sequence[str] = ()) -> Target:
         spec = target_spec
         if spec.url is not None:  # URL plus DIR: extra targets come from the checkout
-            spec = TargetSpec(None, spec.comfyui_dir, spec.python, False)
+            spec = TargetSpec(None, spec.comfyui_dir, spec.python, False, spec.simulator_version)
         extra = start_target(spec, extra_args, step_seconds=None if spec.is_real else SIMULATOR_STEP_S)
         started.append(extra)
         return extra

@@ -54,6 +54,11 @@ class Target:
     log_path: Path | None = None
     scratch: Path | None = None
     argv: tuple[str, ...] = field(default_factory=tuple)
+    version: str = ""  # what /system_stats says, e.g. "0.3.64" or "0.33.0"
+
+    def at_least(self, version: str) -> bool:
+        """Whether the target is this ComfyUI release or a newer one (the contract differs by version)."""
+        return version_tuple(self.version) >= version_tuple(version)
 
     @property
     def ws_url(self) -> str:
@@ -80,14 +85,25 @@ class Target:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
 
+def version_tuple(version: str) -> tuple[int, ...]:
+    """ "0.33.0" -> (0, 33, 0); anything unreadable counts as 0."""
+    parts = []
+    for part in version.split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
 @dataclass(frozen=True)
 class TargetSpec:
-    """How to reach the target, decided once from the environment."""
+    """How to reach the target, decided once from the environment (and, for the simulator, which ComfyUI version
+    profile it runs)."""
 
     url: str | None
     comfyui_dir: Path | None
     python: str
     url_is_simulator: bool
+    simulator_version: str | None = None  # the simulator's --comfyui-version (None: its default, the newest)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> TargetSpec:
@@ -138,6 +154,8 @@ def start_target(spec: TargetSpec, extra_args: Sequence[str] = (), step_seconds:
         cwd = spec.comfyui_dir
     else:
         argv = [sys.executable, "-m", "comfyui_api.simulator", *common, *extra_args]
+        if spec.simulator_version is not None:
+            argv += ["--comfyui-version", spec.simulator_version]
         if step_seconds is not None:
             argv += ["--step-seconds", str(step_seconds)]
         cwd = scratch
@@ -189,7 +207,9 @@ def wait_ready(target: Target, timeout_s: float) -> None:
                     f"{' '.join(target.argv)}\n{target.log_tail()}"
                 )
             try:
-                if client.get(target.base_url + "/system_stats").status_code == 200:
+                response = client.get(target.base_url + "/system_stats")
+                if response.status_code == 200:
+                    target.version = str(response.json()["system"].get("comfyui_version", ""))
                     return
             except httpx.HTTPError as exc:
                 last_error = repr(exc)

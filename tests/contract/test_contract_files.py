@@ -10,6 +10,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests.contract import versions
 from tests.contract.conftest import StartTarget
 from tests.contract.graphs import make_png, unique_token
 from tests.contract.harness import HTTP_TIMEOUT_S, Target, open_ws, upload
@@ -178,15 +179,24 @@ async def test_view_raw_file_headers_range_and_head(http: httpx.AsyncClient, vie
     [
         ("html", "application/octet-stream"),
         ("css", "application/octet-stream"),
-        # ComfyUI registers .js as "application/javascript; charset=utf-8", which escapes its forced-download list.
+        # ComfyUI 0.3.64 registers .js as "application/javascript; charset=utf-8", which escapes its forced-download
+        # list; since ~0.28 every type that can run script is an attachment.
         ("js", "application/javascript; charset=utf-8"),
     ],
 )
-async def test_view_content_type_of_web_files(http: httpx.AsyncClient, extension: str, content_type: str) -> None:
+async def test_view_content_type_of_web_files(
+    http: httpx.AsyncClient, target: Target, extension: str, content_type: str
+) -> None:
     name = (await upload(http, f"contract_web_{unique_token()}.{extension}", b"<b>x</b>")).json()["name"]
     response = await http.get("/view", params={"filename": name, "type": "input"})
     assert response.status_code == 200 and response.content == b"<b>x</b>"
-    assert response.headers["content-type"] == content_type
+    if target.at_least(versions.SAFE_VIEW_HEADERS):
+        assert response.headers["content-type"] == "application/octet-stream"
+        assert response.headers["content-disposition"] == f'attachment; filename="{name}"'
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["cache-control"] == "no-store"
+    else:
+        assert response.headers["content-type"] == content_type
 
 
 @pytest.mark.parametrize(
@@ -196,14 +206,25 @@ async def test_view_content_type_of_web_files(http: httpx.AsyncClient, extension
      ("latent", "application/octet-stream"), ("", "application/octet-stream")],
 )  # fmt: skip
 async def test_view_content_type_follows_the_extension(
-    http: httpx.AsyncClient, extension: str, content_type: str
+    http: httpx.AsyncClient, target: Target, extension: str, content_type: str
 ) -> None:
     filename = f"contract_ext_{unique_token()}" + (f".{extension}" if extension else "")
     name = (await upload(http, filename, b"\x00\x01 payload")).json()["name"]
     response = await http.get("/view", params={"filename": name, "type": "input"})
     assert response.status_code == 200 and response.content == b"\x00\x01 payload"
+    if extension == "svg" and target.at_least(versions.SAFE_VIEW_HEADERS):
+        # an SVG can run script: an attachment, unless the browser fetches it as an image
+        assert response.headers["content-type"] == "application/octet-stream"
+        assert response.headers["content-disposition"] == f'attachment; filename="{name}"'
+        as_image = await http.get(
+            "/view", params={"filename": name, "type": "input"}, headers={"Sec-Fetch-Dest": "image"}
+        )
+        assert as_image.headers["content-type"] == "image/svg+xml"
+        return
     assert response.headers["content-type"] == content_type
     assert response.headers["content-disposition"] == f'filename="{name}"'
+    if target.at_least(versions.SAFE_VIEW_HEADERS):
+        assert response.headers["x-content-type-options"] == "nosniff"
 
 
 async def test_view_annotation_sets_the_type(http: httpx.AsyncClient) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
+from tests.contract import versions
 from tests.contract.conftest import StartTarget
 from tests.contract.harness import Target, wait_idle
 
@@ -71,7 +74,7 @@ async def test_ws_without_upgrade_is_400_text(http: httpx.AsyncClient) -> None:
     assert response.text.startswith("No WebSocket UPGRADE hdr")
 
 
-async def test_system_stats_shape(http: httpx.AsyncClient) -> None:
+async def test_system_stats_shape(http: httpx.AsyncClient, target: Target) -> None:
     body = (await http.get("/system_stats")).json()
     assert set(body) == {"system", "devices"}
     system = body["system"]
@@ -79,16 +82,37 @@ async def test_system_stats_shape(http: httpx.AsyncClient) -> None:
                 "embedded_python", "argv"):  # fmt: skip
         assert key in system, key
     assert isinstance(system["argv"], list) and system["argv"][0] == "main.py"
+    if target.at_least(versions.MODERN):
+        assert system["os"] == "linux"
+        assert isinstance(system["comfy_package_versions"], list) and system["comfy_package_versions"]
+        assert {"name", "installed", "required"} <= set(system["comfy_package_versions"][0])
+        assert isinstance(system["deploy_environment"], str)
+    else:
+        assert system["os"] == "posix"
     assert isinstance(system["ram_total"], int) and system["ram_total"] > 0
     device = body["devices"][0]
     assert {"name", "type", "index", "vram_total", "vram_free", "torch_vram_total", "torch_vram_free"} <= set(device)
 
 
-async def test_small_get_endpoints(http: httpx.AsyncClient) -> None:
+def server_features(target: Target) -> dict[str, Any]:
+    """What /features and the feature_flags answer hold on a target started with default flags."""
+    if target.at_least(versions.MODERN):
+        return {
+            "supports_preview_metadata": True,
+            "supports_model_type_tags": True,
+            "max_upload_size": 104857600,
+            "extension": {"manager": {"supports_v4": True}},
+            "node_replacements": True,
+            "assets": False,
+        }
+    return {"supports_preview_metadata": True, "max_upload_size": 104857600}
+
+
+async def test_small_get_endpoints(http: httpx.AsyncClient, target: Target) -> None:
     exec_info = (await http.get("/prompt")).json()
     assert set(exec_info) == {"exec_info"} and isinstance(exec_info["exec_info"]["queue_remaining"], int)
     features = (await http.get("/features")).json()
-    assert features == {"supports_preview_metadata": True, "max_upload_size": 104857600}
+    assert features == server_features(target)
     assert isinstance((await http.get("/embeddings")).json(), list)
     models = (await http.get("/models")).json()
     assert {"checkpoints", "loras", "vae"} <= set(models)

@@ -1,4 +1,5 @@
-"""/object_info/{Class}: every node the simulator implements describes itself exactly as ComfyUI 0.3.64 does."""
+"""/object_info/{Class}: every node the simulator implements describes itself exactly as the ComfyUI it stands for
+(recordings of 0.3.64 for every node; of 0.33.0 for the nodes captured there, the rest checked for 0.33's shape)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,24 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.contract import versions
+from tests.contract.harness import Target
 from tests.contract.scenarios import OBJECT_INFO_NODES
 
-RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "object_info.json"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+RECORDED = FIXTURES / "real" / "object_info.json"
+RECORDED_033 = FIXTURES / "real-0.33" / "object_info.json"
+# The keys of an object_info entry on ComfyUI 0.33, in order (output_tooltips and the V3 flags sit where they apply).
+MODERN_KEYS = ("input", "input_order", "is_input_list", "output", "output_is_list", "output_name", "name",
+               "display_name", "description", "python_module", "category", "output_node", "has_intermediate_output",
+               "search_aliases")  # fmt: skip
 # Combo inputs whose options are the files present on the server: only their shape is comparable.
 FILE_COMBOS = {("LoadImage", "image"), ("LoadImageMask", "image"), ("CheckpointLoaderSimple", "ckpt_name"),
                ("LoadAudio", "audio")}  # fmt: skip
 
 
-def recorded_nodes() -> dict[str, Any]:
-    return dict(json.loads(RECORDED.read_text())["nodes"])
+def recorded_nodes(path: Path = RECORDED) -> dict[str, Any]:
+    return dict(json.loads(path.read_text())["nodes"])
 
 
 def without_file_options(class_type: str, entry: dict[str, Any]) -> dict[str, Any]:
@@ -50,15 +59,35 @@ def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
 
 
 @pytest.mark.parametrize("class_type", OBJECT_INFO_NODES)
-async def test_object_info_entry_matches_comfyui(http: httpx.AsyncClient, class_type: str) -> None:
+async def test_object_info_entry_matches_comfyui(http: httpx.AsyncClient, target: Target, class_type: str) -> None:
     response = await http.get(f"/object_info/{class_type}")
     assert response.status_code == 200
     body = response.json()
     assert list(body) == [class_type], f"{class_type} is not a known node"
-    expected = without_file_options(class_type, recorded_nodes()[class_type])
+    if target.at_least(versions.MODERN):
+        recorded = recorded_nodes(RECORDED_033)
+        if class_type not in recorded:
+            assert_modern_shape(body[class_type], recorded_nodes()[class_type])
+            return
+    else:
+        recorded = recorded_nodes()
+    expected = without_file_options(class_type, recorded[class_type])
     actual = without_file_options(class_type, body[class_type])
     diffs = differences(expected, actual)
     assert not diffs, f"{class_type}:\n  " + "\n  ".join(diffs)
+
+
+def assert_modern_shape(entry: dict[str, Any], as_of_0364: dict[str, Any]) -> None:
+    """A node without a 0.33 recording: 0.33's keys in 0.33's order, and still the same node (name, output flag,
+    input names) as 0.3.64 described it. Output nodes may have gained a pass-through output."""
+    keys = [key for key in entry if key in MODERN_KEYS]
+    assert keys == list(MODERN_KEYS)
+    assert entry["is_input_list"] is False and entry["has_intermediate_output"] is False
+    assert isinstance(entry["search_aliases"], list)
+    assert (entry["name"], entry["output_node"]) == (as_of_0364["name"], as_of_0364["output_node"])
+    assert entry["input_order"] == as_of_0364["input_order"]
+    if not entry["output_node"]:
+        assert entry["output"] == as_of_0364["output"]
 
 
 async def test_file_combos_list_the_files_present(http: httpx.AsyncClient) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,8 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.contract import versions
 from tests.contract.graphs import empty_image, make_invert_graph, unique_token
-from tests.contract.harness import post_prompt, queue_prompt, wait_history
+from tests.contract.harness import Target, post_prompt, queue_prompt, wait_history
 
 SERVER_TROUBLE = "500 Internal Server Error\n\nServer got itself in trouble"
 
@@ -123,8 +125,11 @@ NODE_ERROR_CASES = {
 
 
 @pytest.mark.parametrize("case_name", list(NODE_ERROR_CASES))
-async def test_node_error_bodies(http: httpx.AsyncClient, case_name: str) -> None:
+async def test_node_error_bodies(http: httpx.AsyncClient, target: Target, case_name: str) -> None:
     case = NODE_ERROR_CASES[case_name]
+    if case_name == "number_for_combo" and target.at_least(versions.MODERN):
+        # 0.33 shows the received value with repr(): 5, not '5'
+        case = dataclasses.replace(case, details=case.details.replace("'5'", "5"))
     response = await post_prompt(http, case.graph)
     assert response.status_code == 400, response.text
     assert response.headers["content-type"] == "application/json; charset=utf-8"
@@ -166,16 +171,12 @@ def top_level_error(body: dict[str, Any]) -> tuple[str, str, str]:
 @pytest.mark.parametrize(
     ("payload", "expected"),
     [
-        ({"prompt": graph_with("2", {"class_type": "NoSuchNode", "inputs": {"image": ["1", 0]}})},
-         ("invalid_prompt", "Cannot execute because node NoSuchNode does not exist.", "Node ID '#2'")),
-        ({"prompt": graph_with("2", {"inputs": {"image": ["1", 0]}})},
-         ("invalid_prompt", "Cannot execute because a node is missing the class_type property.", "Node ID '#2'")),
         ({"prompt": {"1": empty_image()}}, ("prompt_no_outputs", "Prompt has no outputs", "")),
         ({"prompt": {}}, ("prompt_no_outputs", "Prompt has no outputs", "")),
         ({"client_id": "x"}, ("no_prompt", "No prompt provided", "No prompt provided")),
         ([1, 2], ("no_prompt", "No prompt provided", "No prompt provided")),
     ],
-    ids=["unknown_class_type", "missing_class_type", "no_output_node", "empty_prompt", "no_prompt_key", "array_body"],
+    ids=["no_output_node", "empty_prompt", "no_prompt_key", "array_body"],
 )  # fmt: skip
 async def test_prompt_level_errors(http: httpx.AsyncClient, payload: Any, expected: tuple[str, str, str]) -> None:
     response = await http.post("/prompt", json=payload)
@@ -183,7 +184,39 @@ async def test_prompt_level_errors(http: httpx.AsyncClient, payload: Any, expect
     assert top_level_error(response.json()) == expected
 
 
-async def test_cycle_is_rejected_without_node_errors(http: httpx.AsyncClient) -> None:
+@pytest.mark.parametrize(
+    ("node", "old_message", "new_message", "title"),
+    [
+        ({"class_type": "NoSuchNode", "inputs": {"image": ["1", 0]}},
+         "Cannot execute because node NoSuchNode does not exist.",
+         "Node 'NoSuchNode' not found. The custom node may not be installed.", None),
+        ({"class_type": "NoSuchNode", "inputs": {"image": ["1", 0]}, "_meta": {"title": "My node"}},
+         "Cannot execute because node NoSuchNode does not exist.",
+         "Node 'My node' not found. The custom node may not be installed.", "My node"),
+        ({"inputs": {"image": ["1", 0]}},
+         "Cannot execute because a node is missing the class_type property.",
+         "Node 'ID #2' has no class_type. The workflow may be corrupted or a custom node is missing.", None),
+    ],
+    ids=["unknown_class_type", "unknown_class_type_with_title", "missing_class_type"],
+)  # fmt: skip
+async def test_node_type_errors(
+    http: httpx.AsyncClient, target: Target, node: dict[str, Any], old_message: str, new_message: str,
+    title: str | None,
+) -> None:  # fmt: skip
+    response = await http.post("/prompt", json={"prompt": graph_with("2", node)})
+    assert response.status_code == 400, response.text
+    body = response.json()
+    if not target.at_least(versions.MISSING_NODE_TYPE):
+        assert top_level_error(body) == ("invalid_prompt", old_message, "Node ID '#2'")
+        return
+    assert set(body) == {"error", "node_errors"} and body["node_errors"] == {}
+    error = body["error"]
+    assert (error["type"], error["message"], error["details"]) == ("missing_node_type", new_message, "Node ID '#2'")
+    assert error["extra_info"] == {"node_id": "2", "class_type": node.get("class_type"), "node_title": title}
+
+
+async def test_cycle_is_rejected(http: httpx.AsyncClient, target: Target) -> None:
+    """0.3.64 fails a cycle without node errors; newer ComfyUI names every node on the loop."""
     graph = {
         "1": empty_image(8, 8, 0),
         "2": {"class_type": "ImageBlend", "inputs": {"image1": ["1", 0], "image2": ["3", 0], "blend_factor": 0.5,
@@ -193,49 +226,82 @@ async def test_cycle_is_rejected_without_node_errors(http: httpx.AsyncClient) ->
     }  # fmt: skip
     response = await post_prompt(http, graph)
     assert response.status_code == 400
-    assert top_level_error(response.json()) == ("prompt_outputs_failed_validation", "Prompt outputs failed validation",
-                                                 "")  # fmt: skip
+    body = response.json()
+    if not target.at_least(versions.CYCLE_NODE_ERRORS):
+        assert top_level_error(body) == ("prompt_outputs_failed_validation", "Prompt outputs failed validation", "")
+        return
+    assert body["error"] == {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
+                             "details": "", "extra_info": {}}  # fmt: skip
+    assert set(body["node_errors"]) == {"2", "3"}
+    for node_id, entry in body["node_errors"].items():
+        [error] = entry["errors"]
+        assert (error["type"], error["message"]) == ("dependency_cycle", "Dependency cycle detected")
+        assert error["extra_info"]["node_id"] == node_id
+        assert sorted(error["extra_info"]["cycle_nodes"]) == ["2", "3"]
+        assert "(ImageBlend)" in error["details"] and "(ImageInvert)" in error["details"]
+        assert entry["dependent_outputs"] == ["4"]
 
 
 @pytest.mark.parametrize(
     ("content", "json_body"),
-    [(b"{not json", None), (b"", None), (None, {"prompt": [1, 2]})],
-    ids=["malformed_json", "empty_body", "prompt_is_a_list"],
+    [(b"{not json", None), (b"", None)],
+    ids=["malformed_json", "empty_body"],
 )
 async def test_unparseable_bodies_are_text_500(http: httpx.AsyncClient, content: bytes | None, json_body: Any) -> None:
-    if content is not None:
-        response = await http.post("/prompt", content=content, headers={"Content-Type": "application/json"})
-    else:
-        response = await http.post("/prompt", json=json_body)
+    response = await http.post("/prompt", content=content, headers={"Content-Type": "application/json"})
     assert response.status_code == 500
     assert response.headers["content-type"] == "text/plain; charset=utf-8"
     assert response.text == SERVER_TROUBLE
 
 
-async def test_accepted_prompt_shape(http: httpx.AsyncClient) -> None:
-    response = await post_prompt(http, make_invert_graph("contract_ok_" + unique_token()))
-    assert response.status_code == 200
-    assert response.headers["content-type"] == "application/json; charset=utf-8"
+async def test_a_prompt_that_is_a_list(http: httpx.AsyncClient, target: Target) -> None:
+    """A list of ids is a text 500 on every version; an empty list is a 400 prompt_no_outputs on 0.3.64 and a text
+    500 on 0.33 (node replacements run on the prompt first)."""
+    for prompt in ([1, 2], []):
+        response = await http.post("/prompt", json={"prompt": prompt})
+        if prompt or target.at_least(versions.MODERN):
+            assert response.status_code == 500, prompt
+            assert response.headers["content-type"] == "text/plain; charset=utf-8"
+            assert response.text == SERVER_TROUBLE
+        else:
+            assert response.status_code == 400
+            assert top_level_error(response.json()) == ("prompt_no_outputs", "Prompt has no outputs", "")
+
+
+@pytest.mark.parametrize(
+    "prompt_id",
+    ["my-own-id-1", "warmup-0123abcd", "12345", "3F2504E0-4F89-41D3-9A0C-0305E82C3301",
+     "3f2504e04f8941d39a0c0305e82c3301"],
+)  # fmt: skip
+async def test_a_prompt_id_that_is_not_a_canonical_uuid(
+    http: httpx.AsyncClient, target: Target, prompt_id: str
+) -> None:
+    """0.3.64 keeps any id verbatim; since ~0.25 it is a 400 invalid_prompt_id, checked before the graph."""
+    graph = {"1": {"class_type": "NoSuchNode", "inputs": {}}} if target.at_least(versions.UUID_PROMPT_IDS) else None
+    response = await post_prompt(
+        http, graph or make_invert_graph("contract_pid_" + unique_token()), prompt_id=prompt_id
+    )
+    if not target.at_least(versions.UUID_PROMPT_IDS):
+        assert response.status_code == 200 and response.json()["prompt_id"] == prompt_id
+        await wait_history(http, prompt_id)
+        return
+    assert response.status_code == 400
     body = response.json()
-    assert set(body) == {"prompt_id", "number", "node_errors"}
-    assert uuid.UUID(body["prompt_id"]).version == 4
-    assert isinstance(body["number"], int) and not isinstance(body["number"], bool)
     assert body["node_errors"] == {}
-    await wait_history(http, body["prompt_id"])
+    assert (body["error"]["type"], body["error"]["message"]) == ("invalid_prompt_id", "prompt_id must be a valid UUID")
+    assert body["error"]["extra_info"] == {}
 
 
-async def test_client_chosen_prompt_id_and_extra_data_are_kept(http: httpx.AsyncClient) -> None:
-    prompt_id = "contract-chosen-" + unique_token()
-    graph = make_invert_graph("contract_id_" + unique_token())
-    extra = {"extra_pnginfo": {"workflow": {"note": "contract"}}}
-    response = await post_prompt(http, graph, client_id="contract-client", prompt_id=prompt_id, extra_data=extra)
+async def test_a_null_prompt_id(http: httpx.AsyncClient, target: Target) -> None:
+    """`prompt_id: null` is the string "None" on 0.3.64, a fresh uuid4 since ~0.25."""
+    response = await post_prompt(http, make_invert_graph("contract_null_" + unique_token()), prompt_id=None)
     assert response.status_code == 200
-    assert response.json()["prompt_id"] == prompt_id
-    entry = await wait_history(http, prompt_id)
-    number, recorded_id, recorded_graph, extra_data, outputs = entry["prompt"]
-    assert (number, recorded_id, recorded_graph) == (response.json()["number"], prompt_id, graph)
-    assert extra_data == {**extra, "client_id": "contract-client"}
-    assert outputs == ["3"]
+    prompt_id = response.json()["prompt_id"]
+    if target.at_least(versions.UUID_PROMPT_IDS):
+        assert uuid.UUID(prompt_id).version == 4
+    else:
+        assert prompt_id == "None"
+    await wait_history(http, prompt_id)
 
 
 async def test_number_counts_every_post_and_front_negates(http: httpx.AsyncClient) -> None:
@@ -319,9 +385,12 @@ async def test_explicit_number_is_a_float_and_does_not_advance_the_counter(http:
     await wait_history(http, back["prompt_id"])
 
 
-async def test_non_string_prompt_id_is_stringified(http: httpx.AsyncClient) -> None:
+async def test_non_string_prompt_id_is_stringified(http: httpx.AsyncClient, target: Target) -> None:
     chosen = int(unique_token(), 16)
     response = await post_prompt(http, make_invert_graph("contract_intid_" + unique_token()), prompt_id=chosen)
+    if target.at_least(versions.UUID_PROMPT_IDS):
+        assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_prompt_id"
+        return
     assert response.status_code == 200 and response.json()["prompt_id"] == str(chosen)
     assert (await wait_history(http, str(chosen)))["prompt"][1] == str(chosen)
 

@@ -10,6 +10,7 @@ import httpx
 
 from tests.contract.graphs import files_in, make_invert_graph, make_load_image_graph, unique_token
 from tests.contract.harness import Target, frame_types, open_ws, queue_prompt, upload, wait_history, wait_idle
+from tests.contract.test_contract_http import server_features
 
 SUCCESS_ORDER = [
     "status", "status", "execution_start", "execution_cached",
@@ -52,8 +53,7 @@ async def test_feature_flags_handshake_answers_the_first_json_frame_only(target:
     async with open_ws(target) as ws:
         await ws.send_text("not json")
         reply = await ws.negotiate_features()
-        assert reply == {"type": "feature_flags",
-                         "data": {"supports_preview_metadata": True, "max_upload_size": 104857600}}  # fmt: skip
+        assert reply == {"type": "feature_flags", "data": server_features(target)}
         await ws.send_json({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
         assert await ws.drain(0.5) == [], "a second JSON frame gets no answer"
 

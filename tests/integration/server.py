@@ -317,13 +317,26 @@ async def comfy_queue(comfy_port: int) -> dict[str, list[Any]]:
         return (await client.get(f"http://127.0.0.1:{comfy_port}/queue")).json()
 
 
+def is_jobs_prompt(item: list[Any], job_id: str) -> bool:
+    """Whether a ComfyUI queue item runs our job: its prompt_id is ComfyUI's own (a fresh uuid4 per submission), so
+    the job is recognised by the output names the server gives it (every filename_prefix starts with the job id)."""
+    graph = item[2] if len(item) > 2 and isinstance(item[2], dict) else {}
+    for node in graph.values():
+        prefix = (node.get("inputs") or {}).get("filename_prefix") if isinstance(node, dict) else None
+        if isinstance(prefix, str):
+            name = prefix.rpartition("/")[2]
+            if name == job_id or name.startswith(f"{job_id}_"):
+                return item[1] != job_id  # and never under the job id itself
+    return False
+
+
 async def until_in_comfy_queue(
     comfy_port: int, job_id: str, where: str = "queue_running", *, timeout_s: float = QUEUE_WAIT_S
 ) -> None:
     """Wait until ComfyUI lists the job under `where` ("queue_running" or "queue_pending")."""
 
     async def listed() -> bool:
-        return any(item[1] == job_id for item in (await comfy_queue(comfy_port))[where])
+        return any(is_jobs_prompt(item, job_id) for item in (await comfy_queue(comfy_port))[where])
 
     await wait_until(listed, timeout_s=timeout_s)
 

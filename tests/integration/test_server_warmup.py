@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.server import TARGET, ServerProcess, make_server, sampler_graph, wait_until
+from tests.integration.server import TARGET, ServerProcess, image_graph, make_server, sampler_graph, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -132,5 +132,39 @@ async def test_warmup_required_with_an_unreadable_graph_stops_the_server_before_
         assert code != 0
         assert "missing.json: cannot be read" in server.logs()
         assert "ComfyUI is ready" not in server.logs()
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+@pytest.mark.simulator_only
+@pytest.mark.parametrize(
+    "profile",
+    [("--comfyui-version", "0.3.64"), ("--comfyui-version", "0.33.0", "--reject-duplicate-prompt-ids")],
+    ids=["comfyui-0.3.64", "comfyui-0.33-refusing-duplicate-ids"],
+)
+async def test_own_ids_resubmissions_and_warmup_on_every_comfyui_version(
+    tmp_path: Path, profile: tuple[str, ...]
+) -> None:
+    """A caller's own id (not a UUID), the same id again, and the warmup (`warmup-<hex>` internally) all work where
+    ComfyUI takes any prompt_id (0.3.64) and where it takes only fresh canonical UUIDs (0.33 with 0.38's 409 for a
+    prompt_id seen before): ComfyUI's prompt_id is never the job id."""
+    env = {"WARMUP_PROMPT_FILE": str(warmup_file(tmp_path, image_graph(0x101010)))}
+    server = make_server(tmp_path, env=env, comfy_extra=profile).start()
+    try:
+        await asyncio.to_thread(server.wait_ready)
+        status, body = await ready(server)
+        assert (status, body["warmup"]["phase"]) == (200, "done")
+        async with httpx.AsyncClient(timeout=30) as client:
+            health = (await client.get(server.url("/health"))).json()
+            assert health["comfyui_version"] == profile[1]
+            names = []
+            for _ in range(2):
+                response = await client.post(
+                    server.url("/prompt"), json={"prompt": image_graph(0x3366CC), "id": "first-image"}
+                )
+                assert response.status_code == 200, response.text
+                assert response.json()["id"] == "first-image"
+                names += response.json()["filenames"]
+        assert names == ["first-image_test_00001_.png"] * 2  # ComfyUI's copy is removed once read
     finally:
         await asyncio.to_thread(server.stop)

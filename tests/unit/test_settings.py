@@ -29,6 +29,28 @@ def test_comfy_home_with_main_py_launches_comfyui(tmp_path: Path) -> None:
     assert settings.comfy.base_url == "http://0.0.0.0:9999"
 
 
+@pytest.mark.parametrize("venv", ["venv", ".venv"])
+def test_comfy_home_with_its_own_venv_runs_that_python(tmp_path: Path, venv: str) -> None:
+    (tmp_path / "main.py").write_text("")
+    python = tmp_path / venv / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("")
+    settings = load_settings({"COMFY_HOME": str(tmp_path)})
+    assert settings.comfy.cmd[:2] == (str(python), "main.py")
+
+
+def test_comfyui_python_names_the_interpreter(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text("")
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / "venv" / "bin" / "python").write_text("")
+    chosen = tmp_path / "py311"
+    chosen.write_text("")
+    settings = load_settings({"COMFY_HOME": str(tmp_path), "COMFYUI_PYTHON": str(chosen)})
+    assert settings.comfy.cmd[:2] == (str(chosen), "main.py")
+    with pytest.raises(SettingsError, match="COMFYUI_PYTHON"):
+        load_settings({"COMFY_HOME": str(tmp_path), "COMFYUI_PYTHON": str(tmp_path / "nope")})
+
+
 def test_cmd_is_split_like_a_shell() -> None:
     settings = load_settings({"CMD": "python main.py --listen '127.0.0.1' --port 8188"})
     assert settings.comfy.cmd == ("python", "main.py", "--listen", "127.0.0.1", "--port", "8188")

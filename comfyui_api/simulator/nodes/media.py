@@ -129,7 +129,9 @@ def save_audio(
         rate = int(audio["sample_rate"])
         if fmt == "opus" and _opus_rate(rate) != rate:
             waveform, rate = _resample(waveform, rate, _opus_rate(rate)), _opus_rate(rate)
-        file = f"{where.filename.replace('%batch_num%', str(batch_number))}_{counter:05}_.{fmt}"
+        stem = f"{where.filename.replace('%batch_num%', str(batch_number))}_{counter:05}"
+        # ComfyUI >= ~0.25 dropped the trailing underscore from audio names only.
+        file = f"{stem}.{fmt}" if ctx.config.profile.plain_audio_names else f"{stem}_.{fmt}"
         (where.folder / file).write_bytes(_encode_audio(waveform, rate, fmt, quality, metadata))
         results.append({"filename": file, "subfolder": where.subfolder, "type": "temp" if temp else "output"})
         counter += 1

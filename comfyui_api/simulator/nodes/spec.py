@@ -102,6 +102,10 @@ class NodeSpec:
     experimental: bool = False
     validate: NodeFunction | None = None
     is_changed: NodeFunction | None = None
+    # ComfyUI >= 0.33 object_info: is_input_list, has_intermediate_output, search_aliases (essentials_category)
+    modern: bool = False
+    search_aliases: tuple[str, ...] = ()
+    essentials_category: str | None = None
 
     def input_types(self, folders: Folders) -> dict[str, dict[str, Any]]:
         """The INPUT_TYPES() view used by validation: category -> name -> (type, options)."""
@@ -123,13 +127,14 @@ class NodeSpec:
             # V3 nodes describe hidden inputs as one-element lists, V1 nodes as bare strings.
             inputs["hidden"] = {n: ([k] if self.v3 else k) for n, k in self.hidden.items()}
         names = list(self.output_names) if self.output_names is not None else list(self.outputs)
-        entry: dict[str, Any] = {
-            "input": inputs,
-            "input_order": {key: list(value) for key, value in inputs.items()},
+        entry: dict[str, Any] = {"input": inputs, "input_order": {key: list(value) for key, value in inputs.items()}}
+        if self.modern:
+            entry["is_input_list"] = False
+        entry.update({
             "output": list(self.outputs),
             "output_is_list": [False] * len(self.outputs),
             "output_name": names,
-        }
+        })  # fmt: skip
         if self.v3:
             entry["output_tooltips"] = list(self.output_tooltips or [None] * len(self.outputs))
         entry.update(
@@ -140,6 +145,10 @@ class NodeSpec:
             category=self.category,
             output_node=self.output_node,
         )
+        if self.modern:
+            entry.update(has_intermediate_output=False, search_aliases=list(self.search_aliases))
+            if self.essentials_category is not None:
+                entry["essentials_category"] = self.essentials_category
         if self.v3:
             entry.update(deprecated=False, experimental=self.experimental, api_node=False)
         elif self.output_tooltips is not None:

@@ -12,6 +12,7 @@ from litestar.testing import AsyncTestClient
 
 from comfyui_api.api.services import STATE_KEY, Services
 from comfyui_api.app import build_http_app
+from comfyui_api.comfy.features import ComfyFeatures
 from comfyui_api.errors import (
     CapacityError,
     ComfyApiError,
@@ -52,6 +53,7 @@ class FakeInstance:
     is_ready: bool = True
     phase: str = "ready"
     start_count: int = 1
+    features: ComfyFeatures = field(default_factory=lambda: ComfyFeatures(version="0.33.0"))
 
 
 @pytest.fixture
@@ -183,7 +185,11 @@ async def test_unknown_route_and_method_use_the_same_shape(client) -> None:
 
 
 async def test_health_ready_and_docs(client) -> None:
-    assert (await client.get("/health")).json() == {"status": "healthy", "comfyui": "ready"}
+    assert (await client.get("/health")).json() == {
+        "status": "healthy",
+        "comfyui": "ready",
+        "comfyui_version": "0.33.0",
+    }
     ready = await client.get("/ready")
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready", "phase": "ready", "queue_depth": 0, "max_queue_depth": 3}

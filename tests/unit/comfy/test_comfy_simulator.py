@@ -4,10 +4,12 @@ restart after a crash, and survive a cut connection."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import socket
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,12 @@ WEBSOCKET_IMAGE_GRAPH = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 8, "batch_size": 2, "color": 0}},
     "2": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["1", 0]}},
 }
+
+# ComfyUI >= 0.25 takes only canonical UUIDs as prompt_id.
+JOB_INVERT = "bf81b37c-9fa9-463c-9137-bafda8c409b7"
+JOB_WS_IMAGE = "0d9f3bf1-680d-4e50-99b7-2c22fbb5d283"
+JOB_AFTER_CRASH = "eda1adae-fed7-4427-8cd5-81055ebf8694"
+JOB_AFTER_CUT = "dd856093-7b33-4c66-8490-c8b42b3ecb34"
 
 
 def free_port() -> int:
@@ -97,43 +105,43 @@ async def simulator(tmp_path: Path) -> AsyncIterator[ComfyInstance]:
 
 
 async def test_model_free_graph_runs_to_the_terminal_frame(simulator: ComfyInstance, tmp_path: Path) -> None:
-    frames = await run_prompt(simulator, "job-invert", INVERT_GRAPH)
+    frames = await run_prompt(simulator, JOB_INVERT, INVERT_GRAPH)
     assert isinstance(frames[0], ExecutionStart)
-    assert frames[-1] == Executing("job-invert", None)
+    assert frames[-1] == Executing(JOB_INVERT, None)
     assert any(isinstance(m, ExecutionSuccess) for m in frames)
     executed = next(m for m in frames if isinstance(m, Executed))
     image = executed.output["images"][0]
     assert (image["subfolder"], image["type"]) == ("sim", "output")
-    entry = await simulator.client.get_history("job-invert")
+    entry = await simulator.client.get_history(JOB_INVERT)
     assert entry is not None and entry["status"]["status_str"] == "success"
     dest = tmp_path / "downloaded.png"
     size = await simulator.client.download_output(image["filename"], image["subfolder"], "output", dest)
     assert dest.read_bytes() == (tmp_path / "output" / "sim" / image["filename"]).read_bytes()
     assert size == dest.stat().st_size > 0
-    assert await simulator.client.queue_position("job-invert") is None
+    assert await simulator.client.queue_position(JOB_INVERT) is None
 
 
 async def test_feature_flags_make_previews_carry_their_prompt(simulator: ComfyInstance) -> None:
-    frames = await run_prompt(simulator, "job-ws-image", WEBSOCKET_IMAGE_GRAPH)
+    frames = await run_prompt(simulator, JOB_WS_IMAGE, WEBSOCKET_IMAGE_GRAPH)
     previews = [m for m in frames if isinstance(m, Preview)]
     assert len(previews) == 2
     assert all(p.raw_type == "preview_image_with_metadata" for p in previews)  # type 4: the handshake worked
-    assert all(p.prompt_id == "job-ws-image" and p.content_type == "image/png" for p in previews)
+    assert all(p.prompt_id == JOB_WS_IMAGE and p.content_type == "image/png" for p in previews)
     assert all(p.data.startswith(b"\x89PNG") for p in previews)
 
 
 async def test_restart_after_kill(simulator: ComfyInstance) -> None:
     process = simulator.process
     assert process is not None and process.pid is not None
-    watcher = simulator.events.subscribe("job-after-crash")
+    watcher = simulator.events.subscribe(JOB_AFTER_CRASH)
     os.kill(process.pid, signal.SIGKILL)
     assert (await until(watcher, ComfyExited))[-1] == ComfyExited(-signal.SIGKILL)
     assert await simulator.wait_ready(WAIT_S)
     assert simulator.start_count == 2 and simulator.process is not process
     await until(watcher, StreamReconnected)
     watcher.close()
-    frames = await run_prompt(simulator, "job-after-crash", INVERT_GRAPH)
-    assert frames[-1] == Executing("job-after-crash", None)
+    frames = await run_prompt(simulator, JOB_AFTER_CRASH, INVERT_GRAPH)
+    assert frames[-1] == Executing(JOB_AFTER_CRASH, None)
 
 
 class CuttableProxy:
@@ -192,15 +200,48 @@ async def test_cut_connection_reconnects_and_jobs_keep_working(tmp_path: Path) -
     instance = ComfyInstance(settings)
     try:
         await instance.start()
-        watcher = instance.events.subscribe("job-after-cut")
+        watcher = instance.events.subscribe(JOB_AFTER_CUT)
         proxy.cut()
         seen = await until(watcher, StreamReconnected)
         assert any(isinstance(m, StreamDisconnected) for m in seen)
         watcher.close()
         assert instance.events.connection_count == 2
-        frames = await run_prompt(instance, "job-after-cut", INVERT_GRAPH)
-        assert frames[-1] == Executing("job-after-cut", None)
+        frames = await run_prompt(instance, JOB_AFTER_CUT, INVERT_GRAPH)
+        assert frames[-1] == Executing(JOB_AFTER_CUT, None)
     finally:
         await instance.stop(grace_s=5)
         await proxy.close()
         await simulator_process.stop(grace_s=10)
+
+
+@pytest.mark.parametrize(("version", "jobs_cancel"), [("0.33.0", True), ("0.3.64", False)])
+async def test_features_are_learnt_from_the_running_comfyui(tmp_path: Path, version: str, jobs_cancel: bool) -> None:
+    """The version comes from /system_stats, the output classes from /object_info, the jobs cancel route from a
+    probe: never from a table keyed by version."""
+    settings = simulator_settings(tmp_path)
+    settings = dataclasses.replace(settings, cmd=(*settings.cmd, "--comfyui-version", version))
+    instance = ComfyInstance(settings)
+    await instance.start()
+    try:
+        features = instance.features
+        assert (features.version, features.jobs_cancel) == (version, jobs_cancel)
+        assert {"SaveImage", "PreviewAny", "SaveImageWebsocket"} <= features.output_classes
+        if jobs_cancel:
+            assert await instance.client.cancel_prompt(JOB_INVERT) is False  # unknown: nothing to cancel
+    finally:
+        await instance.stop(grace_s=10)
+
+
+async def test_cancel_prompt_dequeues_a_pending_prompt(simulator: ComfyInstance) -> None:
+    blocker, pending = str(uuid.uuid4()), str(uuid.uuid4())
+    slow = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 2048, "height": 2048, "batch_size": 8, "color": 0}},
+        "2": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 31, "sigma": 10.0}},
+        "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
+    }
+    await simulator.client.queue_prompt(slow, prompt_id=blocker, client_id=None)
+    await simulator.client.queue_prompt(INVERT_GRAPH, prompt_id=pending, client_id=None)
+    assert await simulator.client.queue_position(pending) == 1
+    assert await simulator.client.cancel_prompt(pending) is True
+    assert await simulator.client.queue_position(pending) is None
+    assert await simulator.client.cancel_prompt(blocker) is True  # running: interrupted

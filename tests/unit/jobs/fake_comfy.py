@@ -14,6 +14,7 @@ from typing import Any
 
 from comfyui_api.comfy import messages as msg
 from comfyui_api.comfy.client import QueuedPrompt
+from comfyui_api.comfy.features import ComfyFeatures
 from comfyui_api.comfy.subscription import Subscription
 from comfyui_api.errors import WorkflowRejected
 
@@ -137,3 +138,4 @@ class FakeInstance:
         self.is_ready = True
         self.phase = "ready"
         self.start_count = 1
+        self.features = ComfyFeatures(version="0.3.64")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from comfyui_api.comfy import messages as msg
+from comfyui_api.comfy.features import ComfyFeatures
 from comfyui_api.errors import (
     CapacityError,
     ComfyUnavailable,
@@ -89,6 +91,17 @@ class Harness:
         request = JobRequest(id=job_id, graph=graph, timeout_s=timeout_s)
         return await self.runner.start(request, self.sink, report_queue_position=True)
 
+    def prompt_of(self, job_id: str) -> str:
+        """ComfyUI's prompt_id of the job's (last) submission: never the job id itself."""
+        found = [pid for pid in self.client.queued if self.registry.job_id_for_prompt(pid) == job_id]
+        assert found, f"job {job_id} was never queued"
+        assert found[-1] != job_id
+        return found[-1]
+
+    def jobs_of(self, prompt_ids: list[str | None]) -> list[str | None]:
+        """Prompt ids sent to ComfyUI, as the job ids they belong to."""
+        return [self.registry.job_id_for_prompt(pid) if pid else None for pid in prompt_ids]
+
     def leftovers(self) -> list[Path]:
         return [p for p in self.tmp_path.rglob("*") if p.is_file()]
 
@@ -114,11 +127,11 @@ async def test_success_emits_events_in_order_and_returns_files(tmp_path, http) -
     assert result.outputs[0].filename == "job-1_shot_00001_.png"
     assert result.stats.execution_ms == 500
     assert set(result.stats.nodes) == {"1", "9"}
-    queued = harness.client.queued["job-1"]
+    queued = harness.client.queued[harness.prompt_of("job-1")]
     assert queued["9"]["inputs"]["filename_prefix"] == "job-1_shot"
     assert RUN_MARKER_INPUT in queued["9"]["inputs"] and RUN_MARKER_INPUT not in queued["1"]["inputs"]
     assert "job-1" not in harness.registry
-    assert harness.events.subscriptions["job-1"] == []
+    assert harness.events.subscriptions[harness.prompt_of("job-1")] == []
     discard(result.outputs)
     assert harness.leftovers() == []
 
@@ -135,7 +148,7 @@ async def test_media_inputs_are_staged_and_removed_afterwards(tmp_path, http) ->
     graph = {**GRAPH, "5": {"class_type": "LoadImage", "inputs": {"image": base64.b64encode(PNG).decode()}}}
     harness = Harness(tmp_path, http, script)
     result = await harness.run(graph=graph)
-    assert harness.client.queued["job-1"]["5"]["inputs"]["image"] == "job-1/5-image.png"
+    assert harness.client.queued[harness.prompt_of("job-1")]["5"]["inputs"]["image"] == "job-1/5-image.png"
     assert staged_seen == [True]
     assert not (tmp_path / "input" / "job-1").exists()
     discard(result.outputs)
@@ -229,8 +242,8 @@ async def test_timeout_abandons_the_prompt(tmp_path, http) -> None:
     harness = Harness(tmp_path, http, lambda pid, graph: [])
     with pytest.raises(JobTimeout, match=r"within 0\.3s"):
         await harness.run(timeout_s=0.3)
-    assert harness.client.deleted == ["job-1"]
-    assert harness.client.interrupted == ["job-1"]
+    assert harness.jobs_of(harness.client.deleted) == ["job-1"]
+    assert harness.jobs_of(harness.client.interrupted) == ["job-1"]
     assert isinstance(harness.seen[-1], JobFailed)
     assert "job-1" not in harness.registry
 
@@ -254,7 +267,7 @@ async def test_a_timed_out_job_is_answered_at_once_and_withdrawn_after(tmp_path,
     assert isinstance(harness.seen[-1], JobFailed)
     assert "job-1" in harness.runner.registry  # still withdrawing the prompt
     assert await harness.runner.registry.wait_idle(5)
-    assert calls == ["job-1", "job-1"]  # and no more once the prompt had left the queue
+    assert harness.jobs_of(calls) == ["job-1", "job-1"]  # and no more once the prompt had left the queue
 
 
 async def test_a_plain_run_does_not_ask_for_the_queue_position(tmp_path, http, monkeypatch) -> None:
@@ -278,11 +291,11 @@ async def test_interrupt_a_pending_job(tmp_path, http) -> None:
     harness = Harness(tmp_path, http, lambda pid, graph: [])
     task = asyncio.create_task(harness.run(timeout_s=30))
     await harness.until_seen(JobQueued)
-    harness.client.positions["job-1"] = 3
+    harness.client.positions[harness.prompt_of("job-1")] = 3
     assert await harness.runner.interrupt("job-1") == "removed"
     with pytest.raises(JobCancelled):
         await asyncio.wait_for(task, 2)
-    assert harness.client.deleted == ["job-1"]
+    assert harness.jobs_of(harness.client.deleted) == ["job-1"]
     assert "job-1" not in harness.registry
 
 
@@ -293,7 +306,7 @@ async def test_interrupt_a_running_job(tmp_path, http) -> None:
     assert await harness.runner.interrupt("job-1") == "interrupted"
     with pytest.raises(JobCancelled):
         await asyncio.wait_for(task, 2)
-    assert harness.client.interrupted == ["job-1"]
+    assert harness.jobs_of(harness.client.interrupted) == ["job-1"]
 
 
 async def test_interrupt_unknown_job(tmp_path, http) -> None:
@@ -308,7 +321,7 @@ async def test_caller_going_away_abandons_the_prompt(tmp_path, http) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert harness.client.interrupted == ["job-1"]
+    assert harness.jobs_of(harness.client.interrupted) == ["job-1"]
     assert "job-1" not in harness.registry
 
 
@@ -325,7 +338,7 @@ async def test_queue_full_and_not_ready_are_refused_up_front(tmp_path, http) -> 
     harness.instance.phase = "restarting"
     with pytest.raises(ComfyUnavailable, match="restarting"):
         await harness.run("c")
-    assert harness.client.queued.keys() == {"a"}
+    assert harness.jobs_of(list(harness.client.queued)) == ["a"]
 
 
 async def test_rejected_workflow_and_bad_input_leave_nothing_behind(tmp_path, http) -> None:
@@ -356,3 +369,48 @@ async def test_partly_accepted_graph_that_already_ran_leaves_no_files(tmp_path, 
     await harness.client.settle()
     assert harness.leftovers() == []
     assert not any(isinstance(event, OutputReady) for event in harness.seen)
+
+
+async def test_prompt_ids_are_fresh_uuids_and_never_the_job_id(tmp_path, http) -> None:
+    """ComfyUI >= 0.25 refuses a prompt_id that is not a canonical UUID and newer ones refuse one seen before: a
+    caller's own id, and the same id run twice, each get a fresh uuid4 as ComfyUI's prompt_id."""
+    harness = Harness(tmp_path, http, success_script(tmp_path / "output", PNG))
+    first = await harness.run("first-image")
+    first_prompt = harness.prompt_of("first-image")
+    second = await harness.run("first-image")
+    second_prompt = harness.prompt_of("first-image")
+    assert first_prompt != second_prompt
+    for prompt_id in (first_prompt, second_prompt):
+        assert str(uuid.UUID(prompt_id)) == prompt_id
+    assert all(event.job_id == "first-image" for event in harness.seen)
+    discard(first.outputs + second.outputs)
+
+
+async def test_output_classes_reported_by_comfyui_get_the_run_marker(tmp_path, http) -> None:
+    """An output node class the built-in list does not know (new in ComfyUI, or a custom node) is marked when the
+    running ComfyUI's /object_info says it is an output node."""
+    harness = Harness(tmp_path, http, success_script(tmp_path / "output", PNG))
+    harness.instance.features = ComfyFeatures(output_classes=frozenset({"SaveImage", "SaveText"}))
+    graph = {**GRAPH, "4": {"class_type": "SaveText", "inputs": {"text": "hi"}}}
+    result = await harness.run(graph=graph)
+    queued = harness.client.queued[harness.prompt_of("job-1")]
+    assert RUN_MARKER_INPUT in queued["4"]["inputs"]
+    discard(result.outputs)
+
+
+async def test_jobs_cancel_api_is_used_where_comfyui_has_it(tmp_path, http) -> None:
+    harness = Harness(tmp_path, http, lambda pid, graph: [])
+    harness.instance.features = ComfyFeatures(jobs_cancel=True)
+    cancelled: list[str] = []
+
+    async def cancel_prompt(prompt_id: str) -> bool:
+        cancelled.append(prompt_id)
+        harness.client.positions.pop(prompt_id, None)
+        return True
+
+    harness.client.cancel_prompt = cancel_prompt  # type: ignore[attr-defined]
+    with pytest.raises(JobTimeout):
+        await harness.run(timeout_s=0.3)
+    assert await harness.registry.wait_idle(5)
+    assert harness.jobs_of(cancelled) == ["job-1"]
+    assert harness.client.deleted == [] and harness.client.interrupted == []

@@ -8,6 +8,7 @@ import base64
 import io
 import re
 import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +98,7 @@ async def test_staged_inputs_are_uploaded_and_the_job_runs_from_them(
     assert (comfy.input_dir / "job-up" / "1-image.png").read_bytes() == raw
     assert (local_input / "job-up" / "1-image.png").read_bytes() == raw  # the local copy lives until cleanup
 
-    queued = await comfy.client.queue_prompt(graph, prompt_id="job-up", client_id=None)
+    queued = await comfy.client.queue_prompt(graph, prompt_id=str(uuid.uuid4()), client_id=None)
     entry = await finished(comfy.client, queued.prompt_id)
     assert entry["status"]["status_str"] == "success", entry["status"]
     saved = entry["outputs"]["9"]["images"][0]
@@ -116,7 +117,7 @@ async def test_without_the_upload_the_remote_comfyui_cannot_find_the_input(
     stager = InputStager(JobSettings(), tmp_path / "server-input", http=http)
     graph, _ = await stager.stage("job-local", load_image_graph(base64.b64encode(png_bytes()).decode()))
     with pytest.raises(WorkflowRejected, match=re.escape("Invalid image file: job-local/1-image.png")):
-        await comfy.client.queue_prompt(graph, prompt_id="job-local", client_id=None)
+        await comfy.client.queue_prompt(graph, prompt_id=str(uuid.uuid4()), client_id=None)
     stager.cleanup("job-local")
 
 

@@ -27,10 +27,11 @@ def load_capture(name: str) -> Any:
     return json.loads((CAPTURES / name).read_text())
 
 
-def make_config(root: Path, *extra: str) -> SimulatorConfig:
+def make_config(root: Path, *extra: str, version: str = "0.3.64") -> SimulatorConfig:
+    """A simulator config; by default of the 0.3.64 profile, which the captures under CAPTURES were recorded from."""
     args = ["--listen", "127.0.0.1", "--port", "0", "--input-directory", str(root / "input"),
             "--output-directory", str(root / "output"), "--temp-directory", str(root / "tmp"),
-            "--step-seconds", "0.01", *extra]  # fmt: skip
+            "--step-seconds", "0.01", "--comfyui-version", version, *extra]  # fmt: skip
     return parse_config(args, cwd=root)
 
 

@@ -15,7 +15,22 @@ def test_defaults_live_under_the_working_directory(tmp_path: Path) -> None:
     assert (config.listen, config.port, config.preview_method, config.preview_size) == ("127.0.0.1", 8188, "none", 512)
     assert [config.input_dir, config.output_dir, config.temp_dir, config.user_dir, config.models_dir] == [
         tmp_path / "input", tmp_path / "output", tmp_path / "temp", tmp_path / "user", tmp_path / "models"]  # fmt: skip
-    assert config.server_features() == {"supports_preview_metadata": True, "max_upload_size": 104857600}
+    assert config.profile.version == "0.33.0"  # the newest profile
+    assert config.server_features() == {
+        "supports_preview_metadata": True,
+        "supports_model_type_tags": True,
+        "max_upload_size": 104857600,
+        "extension": {"manager": {"supports_v4": True}},
+        "node_replacements": True,
+        "assets": False,
+    }
+    older = parse_config(["--comfyui-version", "0.3.64"], cwd=tmp_path)
+    assert older.server_features() == {"supports_preview_metadata": True, "max_upload_size": 104857600}
+
+
+def test_an_unknown_comfyui_version_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        parse_config(["--comfyui-version", "0.1.0"], cwd=tmp_path)
 
 
 def test_comfyui_command_lines_are_accepted(tmp_path: Path) -> None:
