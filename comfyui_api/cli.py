@@ -1,5 +1,6 @@
-"""The `comfyui-api` command: `serve` (default) runs the HTTP server with uvicorn; `simulator` runs the bundled
-ComfyUI simulator with the rest of the command line.
+"""The `comfyui-api` command (argparse): `serve` (the default) runs the HTTP server with uvicorn; `simulator` runs
+the bundled ComfyUI simulator with the rest of the command line. `--help` lists every environment variable,
+`--version` prints the version, and an unknown argument exits 2 (never a silently started server).
 
 Signals: the first SIGTERM/SIGINT drains (no new jobs, /ready 503, in-flight jobs finish within SHUTDOWN_GRACE_S),
 then stops ComfyUI and exits 0; a second one exits at once. ComfyUI gone for good -> exit 1. Bad settings -> exit 2.
@@ -7,8 +8,10 @@ then stops ComfyUI and exits 0; a second one exits at once. ComfyUI gone for goo
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+import os
 import runpy
 import signal
 import sys
@@ -20,7 +23,8 @@ from litestar import Litestar
 
 from comfyui_api.app import create_app, runtime_of
 from comfyui_api.models.manifest import ManifestError, load_manifest
-from comfyui_api.settings import Settings, SettingsError, load_settings
+from comfyui_api.settings import VARIABLES, Settings, SettingsError, load_settings
+from comfyui_api.version import package_version
 
 log = logging.getLogger("comfyui_api")
 
@@ -126,16 +130,55 @@ def run_simulator(argv: Sequence[str]) -> int:
     return 0
 
 
+def _environment_help() -> str:
+    width = max(len(name) for name, _, _ in VARIABLES)
+    lines = ["configuration (environment variables, read once at start; a bad value exits 2 naming it):"]
+    for name, default, meaning in VARIABLES:
+        shown = f" [default: {default}]" if default else ""
+        lines.append(f"  {name.ljust(width)}  {meaning}{shown}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="comfyui-api",
+        description="Run any ComfyUI workflow over HTTP. Without a command, `serve`.",
+        epilog=_environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"comfyui-api {package_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve_parser = commands.add_parser(
+        "serve",
+        help="run the HTTP server (and ComfyUI, or the simulator when none is configured)",
+        description="Run the HTTP server; launches ComfyUI (or attaches to COMFYUI_URL).",
+        epilog=_environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve_parser.add_argument("--host", help="address to listen on (overrides HOST)")
+    serve_parser.add_argument("--port", type=int, help="port to listen on (overrides PORT)")
+    commands.add_parser(
+        "simulator",
+        help="run the bundled ComfyUI simulator (ComfyUI's flags, plus --comfyui-version and --step-seconds)",
+        add_help=False,
+    )
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    command = args.pop(0) if args and args[0] in ("serve", "simulator") else "serve"
-    if command == "simulator":
-        return run_simulator(args)
-    if args and args[0] in ("-h", "--help"):
-        print("usage: comfyui-api [serve | simulator [simulator options...]]\nconfigured by environment variables")
-        return 0
+    if args and args[0] == "simulator":  # every later argument is the simulator's own (ComfyUI's flags)
+        return run_simulator(args[1:])
+    if not args or (args[0] not in ("serve", "-h", "--help", "--version") and args[0].startswith("-")):
+        args.insert(0, "serve")  # compat: `comfyui-api` alone serves, as before subcommands
+    options = build_parser().parse_args(args)  # an unknown command or flag exits 2 with a usage line
+    environ = dict(os.environ)
+    if options.host is not None:
+        environ["HOST"] = options.host
+    if options.port is not None:
+        environ["PORT"] = str(options.port)
     try:
-        settings = load_settings()
+        settings = load_settings(environ)
         # A broken manifest is a configuration error: refuse it here, before anything starts.
         load_manifest(
             manifest_path=settings.models.manifest_path,

@@ -115,6 +115,10 @@ class JobSettings:
     max_input_bytes: int = 512 * 1024 * 1024  # MAX_INPUT_SIZE_MB: one staged input file
     download_timeout_s: float = 300.0  # INPUT_DOWNLOAD_TIMEOUT_S: one input download (or upload to ComfyUI), whole
     max_parallel_downloads: int = 8  # MAX_PARALLEL_DOWNLOADS
+    records_max: int = 1000  # JOB_RECORDS_MAX: job records kept (finished ones are dropped oldest first)
+    record_ttl_s: float = 3600.0  # JOB_RECORD_TTL_S: a finished job's record is dropped this long after it ended
+    outputs_max_bytes: int = 2 * 1024**3  # JOB_OUTPUTS_MAX_GB: output files kept for finished jobs, in all
+    store_path: Path | None = None  # JOB_STORE: "memory" (None) or sqlite:///path/jobs.db (that file)
 
 
 @dataclass(frozen=True)
@@ -357,6 +361,18 @@ def _server_settings(env: _Env) -> ServerSettings:
     )
 
 
+def _job_store(env: _Env) -> Path | None:
+    raw = env.text("JOB_STORE", "memory")
+    if raw == "memory":
+        return None
+    if not raw.startswith("sqlite://"):
+        raise SettingsError(f"JOB_STORE={raw!r} must be memory or sqlite:///path/to/jobs.db")
+    rest = raw[len("sqlite://") :]
+    if not rest.strip("/"):
+        raise SettingsError(f"JOB_STORE={raw!r} names no file (sqlite:///path/to/jobs.db)")
+    return Path(rest) if rest.startswith("/") else Path(rest.lstrip("/"))
+
+
 def _job_settings(env: _Env) -> JobSettings:
     return JobSettings(
         default_timeout_s=env.number("PROMPT_TIMEOUT_S", 600.0, minimum=0.1),
@@ -364,6 +380,10 @@ def _job_settings(env: _Env) -> JobSettings:
         max_input_bytes=int(env.number("MAX_INPUT_SIZE_MB", 512.0, minimum=0.001) * 1024 * 1024),
         download_timeout_s=env.number("INPUT_DOWNLOAD_TIMEOUT_S", 300.0, minimum=0.1),
         max_parallel_downloads=env.integer("MAX_PARALLEL_DOWNLOADS", 8, minimum=1),
+        records_max=env.integer("JOB_RECORDS_MAX", 1000, minimum=1),
+        record_ttl_s=env.number("JOB_RECORD_TTL_S", 3600.0, minimum=1.0),
+        outputs_max_bytes=int(env.number("JOB_OUTPUTS_MAX_GB", 2.0) * 1024**3),
+        store_path=_job_store(env),
     )
 
 
@@ -438,3 +458,81 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if bool(settings.storage.http_auth_header_name) != bool(settings.storage.http_auth_header_value):
         raise SettingsError("HTTP_AUTH_HEADER_NAME and HTTP_AUTH_HEADER_VALUE must be set together")
     return settings
+
+
+# Every environment variable `load_settings` reads: (name, default, meaning), in the order `--help` lists them.
+# tests/unit/test_settings.py checks that this list and the reads above name the same variables.
+VARIABLES: tuple[tuple[str, str, str], ...] = (
+    ("HOST", "::", "address the API listens on (every interface)"),
+    ("PORT", "3000", "port the API listens on"),
+    ("CMD", "from COMFY_HOME", "command line that launches ComfyUI"),
+    ("COMFY_HOME", "/opt/ComfyUI", "ComfyUI's folder; runs its main.py when CMD is unset"),
+    ("COMFYUI_PYTHON", "COMFY_HOME's venv/.venv, else python", "interpreter for COMFY_HOME/main.py"),
+    ("COMFYUI_URL", "", "attach to this running ComfyUI instead of launching one"),
+    ("DIRECT_ADDRESS", "127.0.0.1", "address the launched ComfyUI listens on"),
+    ("COMFYUI_PORT_HOST", "8188", "port the launched ComfyUI listens on"),
+    ("INPUT_DIR", "COMFY_HOME/input", "ComfyUI's input folder"),
+    ("OUTPUT_DIR", "COMFY_HOME/output", "ComfyUI's output folder"),
+    ("TEMP_DIR", "COMFY_HOME/temp", "ComfyUI's temp folder"),
+    ("MODEL_DIR", "COMFY_HOME/models", "ComfyUI's models folder"),
+    ("COMFYUI_API_HOME", "~/.local/share/comfyui-api", "where the simulator keeps its folders"),
+    ("ALWAYS_RESTART_COMFYUI", "false", "restart ComfyUI when it exits instead of exiting"),
+    ("STARTUP_CHECK_INTERVAL_S", "1", "seconds between readiness checks of ComfyUI at start"),
+    ("STARTUP_CHECK_MAX_TRIES", "120", "readiness checks before ComfyUI counts as failed"),
+    ("COMFYUI_HTTP_TIMEOUT_S", "30", "timeout of one HTTP call to ComfyUI"),
+    ("COMFYUI_WS_IDLE_TIMEOUT_S", "15", "websocket silence before /history is asked"),
+    ("COMFYUI_OUTPUTS_COLOCATED", "true (launch) / false (attach)", "read outputs from disk instead of /view"),
+    (
+        "COMFYUI_INPUTS_COLOCATED",
+        "true (launch) / false (attach)",
+        "ComfyUI reads INPUT_DIR (else inputs are uploaded)",
+    ),
+    ("KEEP_OUTPUTS", "false", "leave ComfyUI's output files in place after reading them"),
+    ("MAX_BODY_SIZE_MB", "100", "largest request body"),
+    ("MAX_QUEUE_DEPTH", "0 (no limit)", "jobs admitted at once; more get 503"),
+    ("SHUTDOWN_GRACE_S", "60", "how long running jobs may finish after SIGTERM"),
+    ("LOG_LEVEL", "INFO", "log level"),
+    ("SSE_HEARTBEAT_S", "15", "keep-alive interval of event streams"),
+    ("PROMPT_TIMEOUT_S", "600", "default timeout_s of a job"),
+    ("PROMPT_MAX_TIMEOUT_S", "86400", "largest timeout_s a request may ask for"),
+    ("MAX_INPUT_SIZE_MB", "512", "largest staged input file"),
+    ("INPUT_DOWNLOAD_TIMEOUT_S", "300", "one input download, whole"),
+    ("MAX_PARALLEL_DOWNLOADS", "8", "input downloads at once"),
+    ("JOB_STORE", "memory", "job records in memory, or sqlite:///path/jobs.db to keep them across restarts"),
+    ("JOB_RECORDS_MAX", "1000", "job records kept"),
+    ("JOB_RECORD_TTL_S", "3600", "a finished job's record is dropped this long after it ended"),
+    ("JOB_OUTPUTS_MAX_GB", "2", "output files kept for finished jobs, in all"),
+    ("WEBHOOK_SECRET", "", "base64 key (optionally whsec_) that signs webhook_v2 and system events"),
+    ("PROMPT_WEBHOOK_RETRIES", "3", "attempts per webhook"),
+    ("WEBHOOK_TIMEOUT_S", "10", "one webhook attempt"),
+    ("WEBHOOK_BACKOFF_BASE_S", "1", "first retry delay (doubles, with jitter)"),
+    ("SYSTEM_WEBHOOK_URL", "", "where system events go"),
+    ("SYSTEM_WEBHOOK_EVENTS", "", "comma list of system events, or all"),
+    ("SYSTEM_META_", "", "SYSTEM_META_<key>=<value>: metadata sent with every system event"),
+    ("SYSTEM_WEBHOOK_FLUSH_S", "0.5", "batching window of system events"),
+    ("AWS_REGION", "", "S3 region"),
+    ("AWS_DEFAULT_REGION", "", "S3 region, when AWS_REGION is unset"),
+    ("AWS_ENDPOINT_URL", "", "S3-compatible endpoint (R2, MinIO, GCS HMAC)"),
+    ("AZURE_STORAGE_CONNECTION_STRING", "", "Azure Blob connection string"),
+    ("AZURE_STORAGE_ACCOUNT", "", "Azure Blob account (with a key or SAS token)"),
+    ("AZURE_STORAGE_KEY", "", "Azure Blob account key"),
+    ("AZURE_STORAGE_SAS_TOKEN", "", "Azure Blob SAS token"),
+    ("HF_TOKEN", "", "Hugging Face token"),
+    ("HF_ENDPOINT", "https://huggingface.co", "Hugging Face Hub endpoint"),
+    ("HTTP_AUTH_HEADER_NAME", "", "header sent with http_upload and URL downloads"),
+    ("HTTP_AUTH_HEADER_VALUE", "", "its value"),
+    ("STORAGE_TIMEOUT_S", "600", "one upload or storage download"),
+    ("MAX_PARALLEL_UPLOADS", "4", "uploads at once"),
+    ("MAX_BASE64_FALLBACK_MB", "64", "inline outputs whose upload failed, up to this much"),
+    ("MANIFEST", "", "manifest file (.yml, .yaml or .json) applied at start"),
+    ("MANIFEST_JSON", "", "manifest as JSON (wins over MANIFEST)"),
+    ("CACHE_DIR", "~/.cache/comfyui-api", "model cache folder"),
+    ("LRU_CACHE_SIZE_GB", "0 (off)", "model cache size before least-recently-used files go"),
+    ("READY_WAITS_FOR_MODELS", "true", "/ready waits for the manifest's after_start models"),
+    ("MODEL_DOWNLOAD_TIMEOUT_S", "3600", "one model download"),
+    ("WARMUP_PROMPT_FILE", "", "a graph run after every ComfyUI start, before /ready"),
+    ("WARMUP_PROMPT_URL", "", "the same, fetched from a URL"),
+    ("WARMUP_REQUIRED", "false", "exit when the warmup fails"),
+    ("WARMUP_TIMEOUT_S", "1800", "the warmup's timeout"),
+    ("WORKFLOW_DIR", "", "typed workflow endpoints (graph + input schema files)"),
+)

@@ -1,8 +1,9 @@
-"""POST /prompt with `Accept: text/event-stream`: the job's live progress as Server-Sent Events, ending with exactly
-one `complete` (the synchronous body, streamed from disk) or `failed` (the structured error).
+"""A job's events as Server-Sent Events over HTTP: the answer of POST /prompt with `Accept: text/event-stream` (a
+new job) and of GET /jobs/{id}/events (any job, during or after it, as often as asked, resuming after the
+`Last-Event-ID` a client saw). Both read the job's one event log; each ends with exactly one `complete` (the
+synchronous body, streamed from the kept files) or `failed`.
 
-The job runs in the background (`AsyncJobs`): a client that goes away leaves it running unless the request said
-`cancel_on_disconnect: true`. Frames are built by `delivery/sse.py`; this module only wires a job to them.
+A client that goes away leaves the job running, unless the request said `cancel_on_disconnect: true`.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ from collections.abc import AsyncIterator
 
 from litestar.response import Stream
 
-from comfyui_api.api.async_jobs import AsyncJobs
-from comfyui_api.api.result_stream import result_body
-from comfyui_api.delivery.sse import SSE_HEADERS, SSE_MEDIA_TYPE, JobEventChannel, sse_stream
-from comfyui_api.errors import ComfyApiError
-from comfyui_api.jobs.model import JobRequest, JobResult
+from comfyui_api.delivery.sse import SSE_HEADERS, SSE_MEDIA_TYPE, sse_stream
+from comfyui_api.dialects.salad_body import result_body
+from comfyui_api.errors import InvalidRequest
+from comfyui_api.jobs.model import JobResult
 from comfyui_api.jobs.output_delivery import delivery_failure
-from comfyui_api.jobs.outputs import discard
 from comfyui_api.jobs.registry import JobRegistry
+from comfyui_api.jobs.store import JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -35,47 +35,37 @@ def wants_event_stream(accept: str | None) -> bool:
     return False
 
 
-class StreamedResult:
-    """The result of a streamed job changes hands once: the stream takes it to send the `complete` event, or,
-    when the client has gone, its output files are removed. Doubles as the job's `JobOutcome`."""
-
-    def __init__(self, job: JobRequest, channel: JobEventChannel):
-        self._job = job
-        self._channel = channel
-        self._result: JobResult | None = None
-        self._settled = False
-
-    def take(self, result: JobResult) -> AsyncIterator[bytes]:
-        """`serialize_complete` for the stream: the synchronous body, whose reading removes the files."""
-        self._settled = True
-        return result_body(result, failure=delivery_failure(self._job, result))
-
-    def release(self) -> None:
-        """The stream is over: a result it did not take is discarded now (or as soon as it exists)."""
-        if self._result is not None and not self._settled:
-            self._settled = True
-            discard(self._result.outputs)
-
-    async def completed(self, result: JobResult) -> None:
-        self._result = result
-        if self._channel.closed:
-            self.release()
-
-    async def failed(self, error: ComfyApiError) -> None:
-        """Nothing to hand on: the runner has already put `JobFailed` on the channel."""
+def last_event_id(header: str | None) -> int:
+    """The sequence number a resuming client saw last (0: from the start); 400 naming the header when unreadable."""
+    if header is None or not header.strip():
+        return 0
+    try:
+        seq = int(header.strip())
+    except ValueError:
+        raise InvalidRequest("Last-Event-ID must be the id of an event of this stream", field="Last-Event-ID") from None
+    if seq < 0:
+        raise InvalidRequest("Last-Event-ID must not be negative", field="Last-Event-ID")
+    return seq
 
 
-def _cancel_abandoned(registry: JobRegistry, job_id: str) -> None:
-    if job_id in registry:
-        entry = registry.get(job_id)
-        if not entry.status.is_terminal:
-            entry.request_cancel("cancelled: the event-stream client disconnected")
+async def _held_body(record: JobRecord, result: JobResult) -> AsyncIterator[bytes]:
+    """The synchronous body of a finished job, with its files held in place while they are read."""
+    job = record.request
+    with record.hold():
+        async for piece in result_body(
+            result, failure=delivery_failure(job, result), discard_files=False, metadata=job.metadata
+        ):
+            yield piece
 
 
 async def _frames(
-    channel: JobEventChannel, handoff: StreamedResult, job: JobRequest, registry: JobRegistry, heartbeat_s: float
+    record: JobRecord, registry: JobRegistry, *, after_seq: int, heartbeat_s: float, cancel_on_disconnect: bool
 ) -> AsyncIterator[bytes]:
-    frames = sse_stream(channel, heartbeat_s=heartbeat_s, serialize_complete=handoff.take)
+    frames = sse_stream(
+        record.events.follow(after_seq, heartbeat_s=heartbeat_s),
+        serialize_complete=lambda result: _held_body(record, result),
+        metadata=record.request.metadata,
+    )
     finished = False
     try:
         async for frame in frames:
@@ -83,21 +73,24 @@ async def _frames(
         finished = True
     finally:
         # Synchronous clean-up first: on a disconnect this runs inside a cancelled scope.
-        if not finished and job.cancel_on_disconnect:
-            log.info("job %s: the event-stream client went away; cancelling the job as it asked", job.id)
-            _cancel_abandoned(registry, job.id)
+        if not finished and cancel_on_disconnect and not record.is_terminal and record.id in registry:
+            log.info("job %s: the event-stream client went away; cancelling the job as it asked", record.id)
+            registry.get(record.id).request_cancel("cancelled: the event-stream client disconnected")
         elif not finished:
-            log.info("job %s: the event-stream client went away; the job runs on", job.id)
-        channel.close()
-        handoff.release()
+            log.info("job %s: the event-stream client went away; the job runs on", record.id)
         await frames.aclose()
 
 
-def progress_response(jobs: AsyncJobs, registry: JobRegistry, job: JobRequest, *, heartbeat_s: float) -> Stream:
-    """Start `job` in the background and answer with its event stream (refusals are raised before any byte)."""
-    channel = JobEventChannel(job.id)
-    handoff = StreamedResult(job, channel)
-    jobs.start(job, channel, handoff, report_queue_position=True)
-    return Stream(
-        _frames(channel, handoff, job, registry, heartbeat_s), media_type=SSE_MEDIA_TYPE, headers=dict(SSE_HEADERS)
+def job_event_stream(
+    record: JobRecord,
+    registry: JobRegistry,
+    *,
+    heartbeat_s: float,
+    after_seq: int = 0,
+    cancel_on_disconnect: bool = False,
+) -> Stream:
+    """The job's events after `after_seq` (replayed, then live) as an SSE response."""
+    frames = _frames(
+        record, registry, after_seq=after_seq, heartbeat_s=heartbeat_s, cancel_on_disconnect=cancel_on_disconnect
     )
+    return Stream(frames, media_type=SSE_MEDIA_TYPE, headers=dict(SSE_HEADERS))

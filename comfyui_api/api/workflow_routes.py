@@ -17,8 +17,8 @@ from litestar import Litestar, Request, Response
 from litestar._openapi.plugin import OpenAPIPlugin
 
 from comfyui_api.api.prompts import PROMPT_RESPONSES, run_prompt
-from comfyui_api.api.schemas import PromptRequest
 from comfyui_api.api.services import provide_services
+from comfyui_api.dialects.salad import PromptRequest
 from comfyui_api.workflows import WorkflowCatalog, build_workflow_controllers
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import httpx
 
@@ -63,7 +64,7 @@ class DeliveryOutcome:
     error: str | None = None  # why the last attempt failed
 
 
-async def aclose_body(pieces: AsyncIterator[bytes]) -> None:
+async def aclose_body(pieces: AsyncIterator[Any]) -> None:
     """Close a body iterator (an async generator's `finally` then runs now, not at garbage collection)."""
     closer = getattr(pieces, "aclose", None)
     if closer is not None:

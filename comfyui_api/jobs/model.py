@@ -1,7 +1,7 @@
 """The domain types of one job: what was asked (JobRequest), what came out (OutputFile, JobResult, Stats) and what
 happened on the way (JobEvent and its past-tense subclasses).
 
-Pure data: no I/O, no HTTP, no ComfyUI protocol types. Wire schemas live in `api/schemas.py` and adapters.
+Pure data: no I/O, no HTTP, no ComfyUI protocol types. Wire shapes live in `dialects/` and the adapters.
 """
 
 from __future__ import annotations

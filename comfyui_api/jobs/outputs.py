@@ -26,7 +26,7 @@ _FILE_KINDS = {"images": "image", "gifs": "animated", "videos": "video", "video"
 _FILE_KINDS |= {"latents": "latent", "3d": "file", "meshes": "file"}
 _TEXT_KEYS = ("text",)
 _COLLECTED_TYPES = ("output", "temp")
-JOB_FILE_SEPARATOR = "@"  # never in a job id: ids are letters, digits, "_", "-" and "." (api.schemas.JOB_ID_PATTERN)
+JOB_FILE_SEPARATOR = "@"  # never in a job id: ids are letters, digits, "_", "-" and "." (dialects.salad.JOB_ID_PATTERN)
 
 
 class OutputDownloader(Protocol):

@@ -13,7 +13,8 @@ import uvicorn
 from litestar import Litestar, get
 from litestar.response import Stream
 
-from comfyui_api.delivery.sse import SSE_HEADERS, SSE_MEDIA_TYPE, JobEventChannel, sse_stream
+from comfyui_api.delivery.sse import SSE_HEADERS, SSE_MEDIA_TYPE, sse_stream
+from comfyui_api.jobs.broker import JobEventLog
 from comfyui_api.jobs.model import JobCompleted, JobResult, JobStarted, ProgressUpdated, Stats
 
 JOB = "job-sse"
@@ -26,12 +27,12 @@ def serialize(result: JobResult) -> dict[str, Any]:
 class Served:
     def __init__(self) -> None:
         self.url = ""
-        self.channel = JobEventChannel(JOB)
+        self.log = JobEventLog(JOB)
         self.stream_ended = asyncio.Event()
 
     async def stream(self) -> AsyncIterator[bytes]:
         """What a route does to learn that its client went away: it owns the generator and sees it closed."""
-        frames = sse_stream(self.channel, heartbeat_s=0.05, serialize_complete=serialize)
+        frames = sse_stream(self.log.follow(heartbeat_s=0.05), serialize_complete=serialize)
         try:
             async for frame in frames:
                 yield frame
@@ -73,21 +74,22 @@ async def read_frames(response: httpx.Response) -> AsyncIterator[tuple[str, str]
                 yield "comment", block[1:].strip()
             else:
                 fields = dict(line.split(": ", 1) for line in block.split("\n"))
+                assert int(fields["id"]) > 0
                 yield fields["event"], fields["data"]
 
 
 async def test_a_client_reads_frames_as_they_happen(served: Served) -> None:
-    url, channel = served.url, served.channel
+    url, log = served.url, served.log
     seen: list[tuple[str, str]] = []
     async with httpx.AsyncClient(timeout=10) as client, client.stream("GET", url) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["cache-control"] == "no-cache"
-        channel(JobStarted(JOB))
+        log.publish(JobStarted(JOB))
         async for frame in read_frames(response):
             seen.append(frame)
             if frame[0] == "started":
-                channel(ProgressUpdated(JOB, node_id="3", value=5, max=10, percent=50.0))
-                channel(JobCompleted(JOB, result=JobResult(id=JOB, graph={}, outputs=[], texts=[], stats=Stats())))
+                log.publish(ProgressUpdated(JOB, node_id="3", value=5, max=10, percent=50.0))
+                log.publish(JobCompleted(JOB, result=JobResult(id=JOB, graph={}, outputs=[], texts=[], stats=Stats())))
     events = [name for name, _ in seen if name != "comment"]
     assert events == ["started", "progress", "complete"]
     await asyncio.wait_for(served.stream_ended.wait(), timeout=10)
@@ -95,12 +97,12 @@ async def test_a_client_reads_frames_as_they_happen(served: Served) -> None:
 
 
 async def test_client_disconnect_closes_the_generator_not_the_job(served: Served) -> None:
-    url, channel = served.url, served.channel
+    url, log = served.url, served.log
     async with httpx.AsyncClient(timeout=10) as client, client.stream("GET", url) as response:
-        channel(JobStarted(JOB))
+        log.publish(JobStarted(JOB))
         async for name, _ in read_frames(response):
             if name == "started":
                 break  # the client goes away mid-job
     await asyncio.wait_for(served.stream_ended.wait(), timeout=10)  # the next heartbeat finds the socket closed
-    assert channel.closed
-    channel(ProgressUpdated(JOB, node_id="3", value=9, max=10, percent=90.0))  # the producer carries on
+    log.publish(ProgressUpdated(JOB, node_id="3", value=9, max=10, percent=90.0))  # the producer carries on
+    assert log.last_seq == 2

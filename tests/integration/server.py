@@ -317,6 +317,27 @@ async def comfy_queue(comfy_port: int) -> dict[str, list[Any]]:
         return (await client.get(f"http://127.0.0.1:{comfy_port}/queue")).json()
 
 
+async def unkept_files(server: ServerProcess) -> list[str]:
+    """Files that should not be there: anything in ComfyUI's folders or a staged input, and any work file that is not
+    an output a job record keeps (each served at /jobs/<id>/outputs/<i>, named `<job id>@<index>_<filename>`; the
+    store removes those later)."""
+    problems = [str(path) for path in server.dirs.files()]
+    files = [path for path in server.tmp_dir.rglob("*") if path.is_file()]
+    async with httpx.AsyncClient(timeout=10) as client:
+        for path in files:
+            job_id, separator, rest = path.name.partition("@")
+            index = int(rest.split("_", 1)[0]) if separator and rest[:3].isdigit() else -1
+            response = await client.get(server.url(f"/jobs/{job_id}")) if index >= 0 else None
+            outputs = response.json().get("outputs") or [] if response is not None and response.is_success else []
+            if index < 0 or index >= len(outputs) or outputs[index]["url"] != f"/jobs/{job_id}/outputs/{index}":
+                problems.append(str(path))
+    return problems
+
+
+async def only_kept_outputs_left(server: ServerProcess) -> bool:
+    return not await unkept_files(server)
+
+
 def is_jobs_prompt(item: list[Any], job_id: str) -> bool:
     """Whether a ComfyUI queue item runs our job: its prompt_id is ComfyUI's own (a fresh uuid4 per submission), so
     the job is recognised by the output names the server gives it (every filename_prefix starts with the job id)."""

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.integration.server import REPO_ROOT, make_server
+from comfyui_api.settings import VARIABLES
+from comfyui_api.version import package_version
+from tests.integration.server import REPO_ROOT, free_port, make_server
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout_s: float = 30) -> subprocess.CompletedProcess[str]:
@@ -32,6 +34,47 @@ def test_simulator_subcommand_runs_the_simulator_command_line() -> None:
     result = run_cli("simulator", "--help")
     assert result.returncode == 0
     assert "--step-seconds" in result.stdout
+
+
+def test_version_and_help(tmp_path: Path) -> None:
+    version = run_cli("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"comfyui-api {package_version()}"
+    for args in (("--help",), ("serve", "--help")):
+        shown = run_cli(*args)
+        assert shown.returncode == 0
+        for name, _, meaning in VARIABLES:  # every environment variable, with its meaning
+            assert name in shown.stdout and meaning.split()[0] in shown.stdout
+    assert "--port" in run_cli("serve", "--help").stdout
+
+
+def test_an_unknown_argument_is_an_error_never_a_started_server(tmp_path: Path) -> None:
+    env = make_server(tmp_path).env
+    for args in (("--bogus",), ("serve", "--bogus"), ("frobnicate",), ("serve", "--port", "x")):
+        result = run_cli(*args, env=env, timeout_s=15)
+        assert result.returncode == 2, args
+        assert "usage: comfyui-api" in result.stderr and "Uvicorn running" not in result.stderr
+
+
+def test_host_and_port_flags_override_the_environment(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "comfyui_api", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO_ROOT, env=server.env | {"HOST": "203.0.113.1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code in (200, 503):
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("the server did not listen on --host/--port")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_comfyui_that_cannot_start_stops_the_server(tmp_path: Path) -> None:

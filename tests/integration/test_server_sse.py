@@ -31,6 +31,7 @@ from tests.integration.server import (
     decode_image,
     free_port,
     image_graph,
+    only_kept_outputs_left,
     rgb,
     running_server,
     sampler_graph,
@@ -193,10 +194,11 @@ async def test_a_client_that_goes_away_leaves_the_job_running(server: ServerProc
     await wait_until(finished, timeout_s=JOB_TAKES_S)
     assert "job sse-gone: the event-stream client went away; the job runs on" in server.logs()
 
-    async def cleaned_up() -> bool:
-        return not [path for path in server.tmp_dir.rglob("*sse-gone*")] and not server.dirs.files()
-
-    await wait_until(cleaned_up, timeout_s=10)  # the result nobody took was removed
+    assert not server.dirs.files(), "ComfyUI's copies were taken"
+    async with httpx.AsyncClient(timeout=10) as client:  # the record keeps the result nobody took
+        record = (await client.get(server.url("/jobs/sse-gone"))).json()
+        assert record["status"] == "completed"
+        assert (await client.get(server.url(record["outputs"][0]["url"]))).status_code == 200
 
 
 async def test_cancel_on_disconnect_cancels_the_job(server: ServerProcess) -> None:
@@ -231,11 +233,7 @@ async def test_a_refused_stream_is_a_plain_error(server: ServerProcess) -> None:
 
 
 async def test_no_files_left_behind(server: ServerProcess) -> None:
-    async def clean() -> bool:
-        leftovers = [path for path in server.tmp_dir.rglob("*") if path.is_file()]
-        return server.dirs.files() == [] and leftovers == []
-
-    await wait_until(clean, timeout_s=10)
+    await wait_until(lambda: only_kept_outputs_left(server), timeout_s=10)
 
 
 # ---- latency: ComfyUI's progress frame -> our SSE progress event --------------------------------------------------

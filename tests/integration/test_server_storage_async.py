@@ -18,6 +18,7 @@ from tests.integration.server import (
     ServerProcess,
     image_graph,
     load_image_graph,
+    only_kept_outputs_left,
     png_bytes,
     rgb,
     start_server,
@@ -174,7 +175,4 @@ async def test_storage_transfers_reach_the_system_webhook(
 async def test_no_files_left_behind(server: ServerProcess) -> None:
     """Runs last: background uploads and their webhooks have cleaned up after themselves."""
 
-    async def empty() -> bool:
-        return server.dirs.files() == [] and not [p for p in server.tmp_dir.rglob("*") if p.is_file()]
-
-    await wait_until(empty, timeout_s=10)
+    await wait_until(lambda: only_kept_outputs_left(server), timeout_s=10)

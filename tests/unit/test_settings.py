@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
-from comfyui_api.settings import SYSTEM_EVENT_NAMES, SettingsError, load_settings
+from comfyui_api import settings as settings_module
+from comfyui_api.settings import SYSTEM_EVENT_NAMES, VARIABLES, SettingsError, load_settings
 
 
 def test_defaults_without_comfyui_use_the_simulator(tmp_path: Path) -> None:
@@ -109,3 +111,12 @@ def test_sizes_are_converted_to_bytes() -> None:
 def test_system_events_accept_salads_bare_storage_names() -> None:
     settings = load_settings({"SYSTEM_WEBHOOK_EVENTS": "file_uploaded, progress"})
     assert settings.webhooks.system_events == frozenset({"storage.file_uploaded", "progress"})
+
+
+def test_every_variable_read_is_declared_for_help_and_no_other() -> None:
+    """`comfyui-api --help` lists VARIABLES: it must name exactly what load_settings reads."""
+    source = (Path(settings_module.__file__)).read_text()
+    read = set(re.findall(r'env\.\w+\("([A-Z0-9_]+)"', source))
+    declared = [name for name, _, _ in VARIABLES]
+    assert len(declared) == len(set(declared))
+    assert read == set(declared)

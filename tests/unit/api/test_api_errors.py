@@ -3,6 +3,7 @@ status and headers; request validation names the field; thin handlers hand a Job
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -24,8 +25,10 @@ from comfyui_api.errors import (
     JobTimeout,
     WorkflowRejected,
 )
-from comfyui_api.jobs.model import EventSink, JobRequest, JobResult, Stats
+from comfyui_api.jobs.model import EventSink, JobCompleted, JobFailed, JobRequest, JobResult, Stats
 from comfyui_api.jobs.registry import JobRegistry
+from comfyui_api.jobs.service import JobService
+from comfyui_api.jobs.store import MemoryJobStore
 from comfyui_api.settings import JobSettings, ServerSettings, Settings
 
 GRAPH = {"9": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}}
@@ -33,16 +36,29 @@ GRAPH = {"9": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}}
 
 @dataclass
 class FakeRunner:
+    """The runner's surface the job service uses: `start` runs the job at once to its scripted outcome."""
+
     error: Exception | None = None
     requests: list[JobRequest] = field(default_factory=list)
+    registry: JobRegistry = field(default_factory=lambda: JobRegistry(max_depth=3))
 
-    async def run(self, request: JobRequest, sink: EventSink) -> JobResult:
+    def start(self, request: JobRequest, sink: EventSink, *, report_queue_position: bool = False) -> asyncio.Task:
         self.requests.append(request)
-        if self.error is not None:
-            raise self.error
-        return JobResult(request.id, request.graph, [], ["done"], Stats())
+        self.registry.admit(request.id)
+        task = asyncio.create_task(self._run(request, sink))
+        task.add_done_callback(lambda _: self.registry.remove(request.id))
+        return task
 
-    async def interrupt(self, job_id: str) -> str:
+    async def _run(self, request: JobRequest, sink: EventSink) -> JobResult:
+        if self.error is not None:
+            error = self.error if isinstance(self.error, ComfyApiError) else ComfyApiError("internal error")
+            sink(JobFailed(request.id, error))
+            raise error
+        result = JobResult(request.id, request.graph, [], ["done"], Stats())
+        sink(JobCompleted(request.id, result))
+        return result
+
+    async def interrupt(self, job_id: str, reason: str = "interrupted on request") -> str:
         if job_id != "known":
             raise JobNotFound(f"no job with id {job_id!r}", field="id")
         return "removed"
@@ -67,7 +83,8 @@ async def client(runner: FakeRunner) -> AsyncIterator[AsyncTestClient]:
         server=ServerSettings(max_body_bytes=2048, max_queue_depth=3),
         jobs=JobSettings(default_timeout_s=60, max_timeout_s=120),
     )
-    services = Services(settings, FakeInstance(), JobRegistry(max_depth=3), runner)  # type: ignore[arg-type]
+    jobs = JobService(runner, MemoryJobStore())  # type: ignore[arg-type]
+    services = Services(settings, FakeInstance(), runner.registry, runner, jobs)  # type: ignore[arg-type]
     app = build_http_app(settings, state={STATE_KEY: services})
     async with AsyncTestClient(app) as test_client:
         yield test_client

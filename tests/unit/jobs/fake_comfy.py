@@ -7,6 +7,7 @@ subscriptions, with the output files written into the output folder as ComfyUI w
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,9 @@ from comfyui_api.comfy.features import ComfyFeatures
 from comfyui_api.comfy.subscription import Subscription
 from comfyui_api.errors import WorkflowRejected
 
-Step = msg.ComfyMessage | Callable[[], None] | float  # a frame, a side effect, or a pause in seconds
+Step = (
+    msg.ComfyMessage | Callable[[], object] | float
+)  # a frame, a side effect (awaited if it returns an awaitable), or a pause in seconds
 Script = Callable[[str, Mapping[str, Any]], list[Step]]
 
 
@@ -105,8 +108,8 @@ class FakeClient:
                 await asyncio.sleep(step)
             elif isinstance(step, msg.ComfyMessage):
                 self.events.deliver(prompt_id, step)
-            else:
-                step()
+            elif inspect.isawaitable(outcome := step()):
+                await outcome
 
     async def settle(self) -> None:
         """Wait until every script has played to its end."""

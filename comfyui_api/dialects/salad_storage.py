@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from comfyui_api.api.schemas import PromptRequest
+from comfyui_api.dialects.salad import PromptRequest
 from comfyui_api.errors import InvalidRequest
 from comfyui_api.jobs.conversion import validate_convert_spec
 from comfyui_api.jobs.model import ConvertSpec, Credential, UploadTarget

@@ -2,20 +2,20 @@
 chunk straight from disk (in a worker thread), so memory stays flat whatever the output size. The job's local
 output files are removed once the body was sent (or the client went away).
 
-Knows the wire shape (`api/schemas.py`) and the domain result; nothing about ComfyUI.
+Knows the wire shape (`dialects/salad.py`) and the domain result; nothing about ComfyUI or HTTP frameworks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import msgspec
 
-from comfyui_api.api.schemas import ExecutionStats, OutputInfo, StatsBody
+from comfyui_api.dialects.salad import ExecutionStats, OutputInfo, StatsBody
 from comfyui_api.errors import ComfyApiError
 from comfyui_api.jobs.model import JobResult, OutputFile, Stats
 from comfyui_api.jobs.outputs import discard
@@ -85,6 +85,7 @@ async def result_body(
     chunk_bytes: int = CHUNK_BYTES,
     failure: ComfyApiError | None = None,
     discard_files: bool = True,
+    metadata: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[bytes]:
     """`PromptResponse` as JSON bytes, field by field; `images[i]` is the URL of an uploaded output, else streamed
     from `result.outputs[i].path` ("" when it has neither). `failure` becomes the body's `error`. The output files
@@ -113,6 +114,7 @@ async def result_body(
             + b',"stats":'
             + encode(stats_body(result.stats))
             + (b',"error":' + encode(failure.to_dict()) if failure is not None else b"")
+            + (b',"metadata":' + encode(metadata) if metadata is not None else b"")
             + b"}"
         )
     finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from comfyui_api.api.result_stream import CHUNK_BYTES, result_body
+from comfyui_api.dialects.salad_body import CHUNK_BYTES, result_body
 from comfyui_api.jobs.model import JobResult, OutputFile, Stats
 
 

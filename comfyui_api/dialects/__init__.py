@@ -1,0 +1,1 @@
+"""Wire shapes of the dialects the front doors speak (no framework imports): Salad's comfyui-api, ..."""

@@ -1,0 +1,106 @@
+"""Per-job event fan-out with replay: every event a job emits gets a sequence number (1, 2, ...) and goes into a
+bounded log; any number of subscribers read the log from any point, during the job or after it, and follow it live.
+
+Publishing never blocks and never waits for a subscriber: a slow reader that falls behind the bound skips the
+droppable events it missed (progress, previews), never a milestone or the terminal event. No I/O, no HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from comfyui_api.jobs.model import JobCompleted, JobEvent, JobFailed, NodeExecuting, PreviewProduced, ProgressUpdated
+
+# Kinds a reader may miss when it falls too far behind; the newest value of each supersedes the older ones.
+_DROPPABLE = (PreviewProduced, ProgressUpdated, NodeExecuting)
+DEFAULT_REPLAY_EVENTS = 512
+# Previews are big (a base64 image each): only the newest few are kept for replay.
+DEFAULT_REPLAY_PREVIEWS = 4
+
+
+@dataclass(frozen=True)
+class SequencedEvent:
+    seq: int  # 1-based, per job; what SSE clients send back as Last-Event-ID
+    event: JobEvent
+
+
+class JobEventLog:
+    """The events of one job. `publish` from the job's task; `follow` from any number of readers."""
+
+    def __init__(
+        self, job_id: str, *, max_events: int = DEFAULT_REPLAY_EVENTS, max_previews: int = DEFAULT_REPLAY_PREVIEWS
+    ):
+        self.job_id = job_id
+        self._max_events = max(8, max_events)
+        self._max_previews = max_previews
+        self._log: deque[SequencedEvent] = deque()
+        self._seq = 0
+        self._changed = asyncio.Event()
+        self._terminal: SequencedEvent | None = None
+        self._previews = 0  # how many previews the log holds
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    @property
+    def ended(self) -> bool:
+        return self._terminal is not None
+
+    def publish(self, event: JobEvent) -> None:
+        """Append one event (ignored once the job has ended). Never blocks."""
+        if self._terminal is not None:
+            return
+        self._seq += 1
+        item = SequencedEvent(self._seq, event)
+        if isinstance(event, JobCompleted | JobFailed):
+            self._terminal = item
+        self._log.append(item)
+        self._trim()
+        self._changed.set()
+        self._changed = asyncio.Event()  # readers waiting on the old one wake; later waits use this one
+
+    def _trim(self) -> None:
+        if isinstance(self._log[-1].event, PreviewProduced):
+            self._previews += 1
+            if self._previews > self._max_previews:
+                oldest = next(i for i, item in enumerate(self._log) if isinstance(item.event, PreviewProduced))
+                del self._log[oldest]
+                self._previews -= 1
+        while len(self._log) > self._max_events:
+            victim = next((i for i, item in enumerate(self._log) if isinstance(item.event, _DROPPABLE)), None)
+            if victim is None:
+                break  # only milestones left: they are few, keep them all
+            if isinstance(self._log[victim].event, PreviewProduced):
+                self._previews -= 1
+            del self._log[victim]
+
+    def replay(self, after_seq: int = 0) -> list[SequencedEvent]:
+        """The events kept so far with a sequence number above `after_seq`."""
+        return [item for item in self._log if item.seq > after_seq]
+
+    async def follow(
+        self, after_seq: int = 0, *, heartbeat_s: float | None = None
+    ) -> AsyncIterator[SequencedEvent | None]:
+        """Events after `after_seq`: first those kept, then live ones, until the terminal event (included). With
+        `heartbeat_s`, yields None after that long without an event (for keep-alives)."""
+        position = after_seq
+        while True:
+            for item in self.replay(position):
+                position = item.seq
+                yield item
+                if item is self._terminal:
+                    return
+            if self._terminal is not None and self._terminal.seq <= position:
+                return
+            changed = self._changed
+            if self.last_seq > position:
+                continue
+            try:
+                async with asyncio.timeout(heartbeat_s):
+                    await changed.wait()
+            except TimeoutError:
+                yield None

@@ -1,0 +1,12 @@
+"""The installed package's version (one place: pyproject.toml), for `--version`, the OpenAPI document and /health."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("comfyui-api")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
