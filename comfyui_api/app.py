@@ -5,7 +5,9 @@ it all. Reads no environment (settings come in); owns no service.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
@@ -14,7 +16,9 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components
 
+from comfyui_api.api.auth import SECURITY_SCHEMES, ApiKeyMiddleware, ApiKeys
 from comfyui_api.api.downloads import MODEL_LIBRARY_STATE_KEY, DownloadController
 from comfyui_api.api.errors import EXCEPTION_HANDLERS
 from comfyui_api.api.health import HealthController
@@ -32,10 +36,13 @@ _RUNTIME_KEY = "runtime"
 
 
 def _lifespan(
-    settings: Settings, on_fatal: FatalHandler | None
+    settings: Settings, on_fatal: FatalHandler | None, keys: ApiKeys
 ) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if settings.server.api_keys_file is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, keys.reload)
         runtime = Runtime(settings, on_fatal=on_fatal)
         app.state[STATE_KEY] = Services.of(runtime)
         app.state[_RUNTIME_KEY] = runtime
@@ -60,7 +67,8 @@ def runtime_of(app: Litestar) -> Runtime | None:
 
 def create_app(settings: Settings, *, on_fatal: FatalHandler | None = None) -> Litestar:
     """The application with its services. `on_fatal(exit_code)` is called when ComfyUI is gone for good."""
-    return build_http_app(settings, lifespan=[_lifespan(settings, on_fatal)])
+    keys = ApiKeys(settings.server)
+    return build_http_app(settings, lifespan=[_lifespan(settings, on_fatal, keys)], keys=keys)
 
 
 def build_http_app(
@@ -68,11 +76,21 @@ def build_http_app(
     *,
     lifespan: Sequence[Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]] = (),
     state: Mapping[str, Any] | None = None,
+    keys: ApiKeys | None = None,
 ) -> Litestar:
-    """Routes, error mapping, body limit and docs; the services come from `lifespan` (or `state`, in tests)."""
+    """Routes, error mapping, body limit, API keys and docs; the services come from `lifespan` (or `state`, in
+    tests)."""
+    keys = keys if keys is not None else ApiKeys(settings.server)
     handlers = [PromptController, JobsController, InterruptController, HealthController, ModelsController]
+    security: dict[str, Any] = {}
+    if keys.enabled:
+        security = {
+            "components": Components(security_schemes=dict(SECURITY_SCHEMES)),
+            "security": [{name: []} for name in SECURITY_SCHEMES],
+        }
     return Litestar(
         route_handlers=[*handlers, DownloadController],
+        middleware=[ApiKeyMiddleware(keys)],
         lifespan=list(lifespan),
         state=State(dict(state or {})),
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
@@ -85,5 +103,6 @@ def build_http_app(
             description="Run ComfyUI workflows over HTTP.",
             path="/docs",
             render_plugins=[SwaggerRenderPlugin(path="/")],
+            **security,
         ),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import runpy
@@ -99,6 +100,27 @@ def _configure_logging(settings: Settings) -> None:
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))  # one line per request
 
 
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _warn_about_exposure(settings: Settings) -> None:
+    server = settings.server
+    if not server.api_keys and server.api_keys_file is None and not _is_loopback(server.host):
+        log.warning(
+            "No API key is set (API_KEYS / API_KEYS_FILE) and the server listens on %s, beyond this machine: anyone "
+            "who can reach it can run workflows. Set API_KEYS for a public deployment.",
+            server.host,
+        )
+    if settings.webhooks.secret is None:
+        log.warning("WEBHOOK_SECRET is not set: webhook_v2 and system events are sent UNSIGNED")
+
+
 def serve(settings: Settings) -> int:
     _configure_logging(settings)
     if settings.comfy.using_simulator:
@@ -106,6 +128,7 @@ def serve(settings: Settings) -> int:
             "No ComfyUI is configured (CMD, COMFYUI_URL and COMFY_HOME/main.py are all unset): running the bundled "
             "ComfyUI simulator as CMD. Outputs are synthetic. Set CMD or COMFY_HOME to run a real ComfyUI."
         )
+    _warn_about_exposure(settings)
     holder: list[GracefulServer] = []
     app = create_app(settings, on_fatal=lambda code: holder[0].fail(code))
     config = uvicorn.Config(

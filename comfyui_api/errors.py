@@ -9,6 +9,7 @@ per adapter (`api/errors.py` for HTTP). Nothing here knows about HTTP except the
     │   ├── PayloadTooLarge          body over MAX_BODY_SIZE_MB (413)
     │   ├── InputStagingError        a media/model input could not be decoded or downloaded (400, names the field)
     │   ├── WorkflowRejected         ComfyUI refused the graph; carries its `error` and `node_errors` (400)
+    │   ├── Unauthorized             no valid API key (401)
     │   └── JobNotFound              no such job id (404)
     ├── CapacityError                queue full (503 + Retry-After)
     ├── InfrastructureError          something we depend on failed (5xx)
@@ -74,6 +75,11 @@ class WorkflowRejected(RequestError):
         super().__init__(message, details={"error": comfy_error, "node_errors": node_errors})
         self.comfy_error = comfy_error
         self.node_errors = node_errors
+
+
+class Unauthorized(RequestError):
+    kind = "unauthorized"
+    status_code = 401
 
 
 class JobNotFound(RequestError):

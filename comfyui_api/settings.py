@@ -12,6 +12,7 @@ import binascii
 import json
 import os
 import shlex
+import shutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -74,6 +75,8 @@ class ServerSettings:
     shutdown_grace_s: float = 60.0  # SHUTDOWN_GRACE_S: how long in-flight jobs may finish after SIGTERM
     log_level: str = "INFO"  # LOG_LEVEL
     sse_heartbeat_s: float = 15.0  # SSE_HEARTBEAT_S: a comment line on a quiet event stream, for idle proxies
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # API_KEYS: comma-separated; none = no auth
+    api_keys_file: Path | None = None  # API_KEYS_FILE: one key a line, read again on SIGHUP
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,14 @@ class _Env:
         return {k[len(prefix) :]: v for k, v in self._env.items() if k.startswith(prefix) and len(k) > len(prefix)}
 
 
+def _is_runnable(program: str, cwd: Path) -> bool:
+    """A program name on PATH, or a path to an executable file (relative ones from CMD's working directory)."""
+    if "/" not in program:
+        return shutil.which(program) is not None
+    path = Path(program) if Path(program).is_absolute() else cwd / program
+    return path.is_file() and os.access(path, os.X_OK)
+
+
 def _comfy_python(env: _Env, home: Path) -> str:
     """The interpreter that runs COMFY_HOME/main.py: COMFYUI_PYTHON, else the checkout's own venv (`venv/` or
     `.venv/`, as ComfyUI's install guides and comfy-cli make), else `python` from PATH."""
@@ -265,6 +276,7 @@ def _comfy_settings(env: _Env, simulator_home: Path) -> ComfySettings:
     address = env.text("DIRECT_ADDRESS", "127.0.0.1")
     port = env.integer("COMFYUI_PORT_HOST", 8188, minimum=1)
     raw_cmd = env.text("CMD", "")
+    home_given = env.text("COMFY_HOME", None) is not None
     home = env.path("COMFY_HOME", Path("/opt/ComfyUI"))
     using_simulator = False
     if url:
@@ -274,8 +286,15 @@ def _comfy_settings(env: _Env, simulator_home: Path) -> ComfySettings:
             cmd = tuple(shlex.split(raw_cmd))
         except ValueError as exc:
             raise SettingsError(f"CMD could not be parsed as a command line: {exc}") from None
+        if not cmd or not _is_runnable(cmd[0], home):
+            raise SettingsError(f"CMD={raw_cmd!r}: {cmd[0] if cmd else 'nothing'!r} is not a program that can be run")
     elif (home / "main.py").is_file():
         cmd = (_comfy_python(env, home), "main.py", "--listen", address, "--port", str(port))
+    elif home_given:
+        # Never a silent fallback: a production server must not answer with the simulator's synthetic images.
+        raise SettingsError(
+            f"COMFY_HOME={str(home)!r} holds no ComfyUI (no main.py); fix it, or set CMD or COMFYUI_URL"
+        )
     else:
         # No ComfyUI configured: run the bundled simulator so the server is usable at once.
         using_simulator = True
@@ -358,7 +377,16 @@ def _server_settings(env: _Env) -> ServerSettings:
         shutdown_grace_s=env.number("SHUTDOWN_GRACE_S", 60.0),
         log_level=env.text("LOG_LEVEL", "INFO").upper(),
         sse_heartbeat_s=env.number("SSE_HEARTBEAT_S", 15.0, minimum=0.1),
+        api_keys=tuple(key.strip() for key in env.text("API_KEYS", "").split(",") if key.strip()),
+        api_keys_file=_api_keys_file(env),
     )
+
+
+def _api_keys_file(env: _Env) -> Path | None:
+    path = env.path("API_KEYS_FILE", None)
+    if path is not None and not path.is_file():
+        raise SettingsError(f"API_KEYS_FILE={str(path)!r} is not a readable file")
+    return path
 
 
 def _job_store(env: _Env) -> Path | None:
@@ -493,6 +521,8 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("SHUTDOWN_GRACE_S", "60", "how long running jobs may finish after SIGTERM"),
     ("LOG_LEVEL", "INFO", "log level"),
     ("SSE_HEARTBEAT_S", "15", "keep-alive interval of event streams"),
+    ("API_KEYS", "", "comma-separated keys; when set (or API_KEYS_FILE), every route but /health and /ready needs one"),
+    ("API_KEYS_FILE", "", "a file of keys, one a line, read again on SIGHUP"),
     ("PROMPT_TIMEOUT_S", "600", "default timeout_s of a job"),
     ("PROMPT_MAX_TIMEOUT_S", "86400", "largest timeout_s a request may ask for"),
     ("MAX_INPUT_SIZE_MB", "512", "largest staged input file"),

@@ -24,9 +24,9 @@ from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from comfyui_api.errors import ComfyUnavailable, InvalidRequest
-from comfyui_api.jobs.model import Credential
 from comfyui_api.models.library import ModelLibrary
 from comfyui_api.models.urls import cache_url, url_filename
+from comfyui_api.storage.base import Credential
 from comfyui_api.storage.credentials import validate_credentials
 
 MODEL_LIBRARY_STATE_KEY = "model_library"

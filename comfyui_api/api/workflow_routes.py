@@ -18,8 +18,9 @@ from litestar._openapi.plugin import OpenAPIPlugin
 
 from comfyui_api.api.prompts import PROMPT_RESPONSES, run_prompt
 from comfyui_api.api.services import provide_services
+from comfyui_api.api.workflow_handlers import build_workflow_controllers
 from comfyui_api.dialects.salad import PromptRequest
-from comfyui_api.workflows import WorkflowCatalog, build_workflow_controllers
+from comfyui_api.workflows import WorkflowCatalog
 
 log = logging.getLogger(__name__)
 

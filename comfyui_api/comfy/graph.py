@@ -154,6 +154,15 @@ def rewrite_filename_prefixes(graph: Graph, job_id: str) -> dict[str, Any]:
     return new_graph
 
 
+def filename_prefixes(graph: Graph) -> list[tuple[str, str]]:
+    """(node id, prefix) of every string `filename_prefix` input."""
+    return [
+        (node_id, inputs["filename_prefix"])
+        for node_id, _, inputs in _nodes(graph)
+        if isinstance(inputs.get("filename_prefix"), str)
+    ]
+
+
 def _looks_like_windows_path(name: str, value: str) -> bool:
     if "\\" not in value or len(value) > 1024 or not _WINDOWS_PATH.match(value):
         return False

@@ -12,7 +12,8 @@ from typing import Any
 from comfyui_api.dialects.salad import PromptRequest
 from comfyui_api.errors import InvalidRequest
 from comfyui_api.jobs.conversion import validate_convert_spec
-from comfyui_api.jobs.model import ConvertSpec, Credential, UploadTarget
+from comfyui_api.jobs.model import ConvertSpec
+from comfyui_api.storage.base import Credential, UploadTarget
 from comfyui_api.storage.credentials import validate_credentials
 from comfyui_api.storage.registry import UPLOAD_REQUEST_KEYS, StorageRegistry
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from comfyui_api.errors import ComfyApiError
+from comfyui_api.storage.base import Credential, UploadTarget
 
 
 class JobStatus(StrEnum):
@@ -27,30 +28,6 @@ class JobStatus(StrEnum):
     @property
     def is_terminal(self) -> bool:
         return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
-
-
-@dataclass(frozen=True)
-class Credential:
-    """Per-request credentials for downloads whose URL matches `url_pattern` (a glob or prefix).
-
-    `auth` is one of: {"type": "bearer", "token"}, {"type": "basic", "username", "password"},
-    {"type": "header", "name", "value"}, {"type": "query", "name", "value"},
-    {"type": "s3", "access_key_id", "secret_access_key", "session_token"?, "region"?, "endpoint_url"?}.
-    Never echoed in a response, webhook or log line.
-    """
-
-    url_pattern: str
-    auth: Mapping[str, Any] = field(repr=False)  # secrets: kept out of repr (and so out of logs)
-
-
-@dataclass(frozen=True)
-class UploadTarget:
-    """Where outputs go. `provider` is a storage registry name: "s3", "azure_blob", "hf" or "http"; `options` are
-    that provider's request fields (e.g. {"bucket", "prefix"} for s3)."""
-
-    provider: str
-    options: Mapping[str, Any]
-    run_async: bool = False
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from PIL import UnidentifiedImageError
 
 from comfyui_api.errors import ComfyApiError, StorageError
 from comfyui_api.jobs.conversion import convert_output
-from comfyui_api.jobs.model import ConvertSpec, JobRequest, JobResult, OutputFile, Stats, UploadTarget
+from comfyui_api.jobs.model import ConvertSpec, JobRequest, JobResult, OutputFile, Stats
+from comfyui_api.storage.base import UploadTarget
 from comfyui_api.storage.credentials import scrub, secrets_of
 from comfyui_api.storage.registry import UPLOAD_REQUEST_KEYS, StorageRegistry
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from comfyui_api.errors import ComfyApiError
-from comfyui_api.jobs.model import Credential
+from comfyui_api.storage.base import Credential
 from comfyui_api.storage.registry import StorageRegistry
 
 _ALWAYS_OURS = ("s3", "http", "https")

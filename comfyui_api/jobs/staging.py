@@ -25,8 +25,8 @@ import httpx
 from comfyui_api.comfy import graph as comfy_graph
 from comfyui_api.errors import ComfyApiError, InputStagingError, InvalidRequest
 from comfyui_api.jobs import media
-from comfyui_api.jobs.model import Credential
 from comfyui_api.settings import JobSettings
+from comfyui_api.storage.base import Credential
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,33 @@ def decode_data_uri(uri: str, *, max_bytes: int, field: str) -> bytes:
     return data
 
 
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_ANNOTATION = re.compile(r"\s*\[(output|temp)\]\s*$")
+
+
+def check_relative_path(value: str, field: str, what: str) -> None:
+    """A name that must stay inside the folder it is relative to: no NUL, not absolute (`/x`, `C:...`), no `..`
+    segment (after `\\` becomes `/`). InvalidRequest naming the field otherwise; the message shows no server path."""
+    if "\x00" in value:
+        raise InvalidRequest(f"{what} must not contain a NUL character", field=field)
+    normalised = value.replace("\\", "/")
+    if normalised.startswith("/") or _DRIVE.match(normalised):
+        raise InvalidRequest(f"{what} must be relative to ComfyUI's folder, not an absolute path", field=field)
+    if ".." in normalised.split("/"):
+        raise InvalidRequest(f"{what} must not contain a '..' segment", field=field)
+
+
+def check_input_name(value: str, input_dir: Path, field: str) -> None:
+    """A plain media file name must name a file inside ComfyUI's input folder: `[output]`/`[temp]` annotations (which
+    reach other jobs' files) and names that resolve outside `input_dir` (through a symlink, say) are refused too."""
+    check_relative_path(value, field, "a media file name")
+    if _ANNOTATION.search(value):
+        raise InvalidRequest("a media file name may only name a file in ComfyUI's input folder", field=field)
+    root = input_dir.resolve()
+    if not (root / value.replace("\\", "/")).resolve().is_relative_to(root):
+        raise InvalidRequest("a media file name must stay inside ComfyUI's input folder", field=field)
+
+
 def _is_encoded(value: str) -> bool:
     return value.startswith("data:") or looks_like_base64(value)
 
@@ -153,8 +180,12 @@ class InputStager:
     async def stage(
         self, job_id: str, graph: Mapping[str, Any], *, credentials: Sequence[Credential] = ()
     ) -> tuple[dict[str, Any], list[StagedInput]]:
-        """Stage every encoded or remote media input; returns the rewritten graph and what was staged."""
-        pending = [item for item in comfy_graph.media_inputs(graph) if _needs_staging(item.value)]
+        """Stage every encoded or remote media input; returns the rewritten graph and what was staged. Plain file
+        names and output prefixes that would reach outside ComfyUI's folders are refused first (400 naming the
+        field), before anything is fetched."""
+        inputs = comfy_graph.media_inputs(graph)
+        self._check_names(graph, inputs)
+        pending = [item for item in inputs if _needs_staging(item.value)]
         if not pending:
             return dict(graph), []
         job_dir = self.job_dir(job_id)
@@ -171,6 +202,19 @@ class InputStager:
             rewritten = comfy_graph.with_input(rewritten, item.node_id, item.input_name, value)
             staged.extend(files)
         return rewritten, staged
+
+    def _check_names(self, graph: Mapping[str, Any], inputs: Sequence[comfy_graph.MediaInput]) -> None:
+        for item in inputs:
+            values = [item.value] if isinstance(item.value, str) else item.value
+            for index, value in enumerate(values):
+                if _needs_staging(value):
+                    continue
+                field = field_name(item.node_id, item.input_name)
+                if isinstance(item.value, list):
+                    field = f"{field}[{index}]"
+                check_input_name(value, self._input_dir, field)
+        for node_id, prefix in comfy_graph.filename_prefixes(graph):
+            check_relative_path(prefix, field_name(node_id, "filename_prefix"), "an output name prefix")
 
     def cleanup(self, job_id: str) -> None:
         """Remove the job's input folder (idempotent)."""

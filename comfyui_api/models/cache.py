@@ -33,7 +33,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from comfyui_api.errors import StorageError
-from comfyui_api.jobs.model import Credential
 from comfyui_api.models.download import AccessCheck, Downloader, HttpDownloader, matching_credentials
 from comfyui_api.models.placement import PlacementMethod, place_owned, remove_placement
 from comfyui_api.models.records import (
@@ -53,6 +52,7 @@ from comfyui_api.models.urls import (
     url_extension,
     url_filename,
 )
+from comfyui_api.storage.base import Credential
 
 log = logging.getLogger(__name__)
 

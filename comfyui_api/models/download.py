@@ -18,9 +18,8 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 import httpx
 
 from comfyui_api.errors import StorageError
-from comfyui_api.jobs.model import Credential
 from comfyui_api.models.urls import cache_url, safe_filename, url_filename
-from comfyui_api.storage.base import StorageProvider
+from comfyui_api.storage.base import Credential, StorageProvider
 from comfyui_api.storage.credentials import http_auth_for, matching_credential, pattern_matches
 
 Downloader = Callable[[str, Path, Sequence[Credential]], Awaitable[Path]]

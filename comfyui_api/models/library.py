@@ -24,10 +24,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from comfyui_api.errors import ComfyApiError, InvalidRequest, RequestError
-from comfyui_api.jobs.model import Credential
 from comfyui_api.models.cache import ModelCache
 from comfyui_api.models.loaders import COMFY_MODEL_FOLDERS
 from comfyui_api.models.urls import cache_url, is_url, safe_filename
+from comfyui_api.storage.base import Credential
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from comfyui_api.errors import ComfyApiError, InputStagingError
-from comfyui_api.jobs.model import Credential
 from comfyui_api.models.cache import CachePin, ModelCache
 from comfyui_api.models.urls import cache_url, is_url
+from comfyui_api.storage.base import Credential
 
 log = logging.getLogger(__name__)
 

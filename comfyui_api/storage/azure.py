@@ -17,8 +17,7 @@ from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import BlobClient, BlobServiceClient, ExponentialRetry
 
 from comfyui_api.errors import InputStagingError, InvalidRequest, StorageError
-from comfyui_api.jobs.model import Credential
-from comfyui_api.storage.base import ProviderNotConfigured, UploadedFile, reject_unknown_options
+from comfyui_api.storage.base import Credential, ProviderNotConfigured, UploadedFile, reject_unknown_options
 from comfyui_api.storage.credentials import describe_error, redact_url, secrets_of, strip_secrets
 from comfyui_api.storage.filenames import download_filename
 from comfyui_api.storage.localfiles import IncomingFile, check_size, file_size

@@ -1,4 +1,5 @@
-"""The storage protocol: one interface every provider (S3, Azure Blob, Hugging Face, HTTP) implements.
+"""The storage protocol: one interface every provider (S3, Azure Blob, Hugging Face, HTTP) implements, and the values
+it is driven by (per-request credentials, upload targets).
 
 Providers move bytes between local files and URLs. They know nothing about jobs, ComfyUI or HTTP routes. Every
 call has a timeout; failures raise `StorageError` (never return a half-success).
@@ -7,12 +8,48 @@ call has a timeout; failures raise `StorageError` (never return a half-success).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from comfyui_api.errors import InvalidRequest
-from comfyui_api.jobs.model import Credential
+
+
+@dataclass(frozen=True)
+class Credential:
+    """Per-request credentials for downloads whose URL matches `url_pattern` (a glob or prefix).
+
+    `auth` is one of: {"type": "bearer", "token"}, {"type": "basic", "username", "password"},
+    {"type": "header", "name", "value"}, {"type": "query", "name", "value"},
+    {"type": "s3", "access_key_id", "secret_access_key", "session_token"?, "region"?, "endpoint_url"?}.
+    Never echoed in a response, webhook or log line.
+    """
+
+    url_pattern: str
+    auth: Mapping[str, Any] = field(repr=False)  # secrets: kept out of repr (and so out of logs)
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    """Where outputs go. `provider` is a storage registry name: "s3", "azure_blob", "hf" or "http"; `options` are
+    that provider's request fields (e.g. {"bucket", "prefix"} for s3)."""
+
+    provider: str
+    options: Mapping[str, Any]
+    run_async: bool = False
+
+
+class UploadSource(Protocol):
+    """A local file to upload (a job's output): where it is, its name and its content type."""
+
+    @property
+    def path(self) -> Path | None: ...
+
+    @property
+    def filename(self) -> str: ...
+
+    @property
+    def content_type(self) -> str: ...
 
 
 @dataclass(frozen=True)

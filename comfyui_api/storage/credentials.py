@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from comfyui_api.errors import InvalidRequest
-from comfyui_api.jobs.model import Credential
+from comfyui_api.storage.base import Credential
 
 REDACTED = "***"
 

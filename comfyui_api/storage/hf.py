@@ -29,8 +29,7 @@ from huggingface_hub.errors import (
 )
 
 from comfyui_api.errors import InputStagingError, InvalidRequest, StorageError
-from comfyui_api.jobs.model import Credential
-from comfyui_api.storage.base import UploadedFile, reject_unknown_options
+from comfyui_api.storage.base import Credential, UploadedFile, reject_unknown_options
 from comfyui_api.storage.credentials import bearer_token_for, describe_error, redact_url, secrets_of
 from comfyui_api.storage.localfiles import check_size, file_size, reserve_path
 

@@ -15,8 +15,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 
 from comfyui_api.errors import InputStagingError, InvalidRequest, StorageError
-from comfyui_api.jobs.model import Credential
-from comfyui_api.storage.base import UploadedFile, reject_unknown_options
+from comfyui_api.storage.base import Credential, UploadedFile, reject_unknown_options
 from comfyui_api.storage.credentials import (
     describe_error,
     http_auth_for,

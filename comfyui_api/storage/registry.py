@@ -17,14 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from comfyui_api.errors import InvalidRequest, StorageError
-from comfyui_api.jobs.model import Credential, OutputFile, UploadTarget
 from comfyui_api.settings import StorageSettings
 from comfyui_api.storage.base import (
+    Credential,
     ProviderNotConfigured,
     StorageEvent,
     StorageEventSink,
     StorageProvider,
     UploadedFile,
+    UploadSource,
+    UploadTarget,
 )
 from comfyui_api.storage.credentials import redact_url, scrub, secrets_of, validate_credentials
 from comfyui_api.storage.filenames import DEFAULT_CONTENT_TYPE, content_type_for, safe_filename
@@ -240,7 +242,7 @@ class StorageRegistry:
 
     async def upload(
         self,
-        output: OutputFile,
+        output: UploadSource,
         target: UploadTarget,
         job_id: str,
         credentials: Sequence[Credential] = (),

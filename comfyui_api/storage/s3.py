@@ -20,8 +20,7 @@ from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
 from comfyui_api.errors import ComfyApiError, InputStagingError, InvalidRequest, StorageError
-from comfyui_api.jobs.model import Credential
-from comfyui_api.storage.base import ProviderNotConfigured, UploadedFile, reject_unknown_options
+from comfyui_api.storage.base import Credential, ProviderNotConfigured, UploadedFile, reject_unknown_options
 from comfyui_api.storage.credentials import S3Credentials, describe_error, s3_credentials_for, secrets_of
 from comfyui_api.storage.filenames import download_filename
 from comfyui_api.storage.localfiles import CHUNK_BYTES, FileSlice, IncomingFile, check_size, file_size

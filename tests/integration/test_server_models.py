@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.component.models.model_server import ModelServer, serve_models
+from tests.component.models.test_models_provisioner import git, make_node_repo, make_wheel, venv_value
 from tests.integration.server import (
     ServerProcess,
     make_server,
@@ -28,8 +30,6 @@ from tests.integration.server import (
     until_in_comfy_queue,
     wait_until,
 )
-from tests.models.model_server import ModelServer, serve_models
-from tests.models.test_models_provisioner import git, make_node_repo, make_wheel, venv_value
 from tests.servers.webhook_receiver import WebhookReceiver
 
 pytestmark = [

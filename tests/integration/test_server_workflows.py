@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.component.models.model_server import ModelServer, serve_models
 from tests.integration.server import (
     CHECKPOINT,
     TARGET,
@@ -27,7 +28,6 @@ from tests.integration.server import (
     sampler_graph,
     wait_until,
 )
-from tests.models.model_server import ModelServer, serve_models
 
 pytestmark = pytest.mark.slow
 

@@ -3,17 +3,10 @@ status and headers; request validation names the field; thin handlers hand a Job
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import pytest
-from litestar.testing import AsyncTestClient
 
-from comfyui_api.api.services import STATE_KEY, Services
-from comfyui_api.app import build_http_app
-from comfyui_api.comfy.features import ComfyFeatures
 from comfyui_api.errors import (
     CapacityError,
     ComfyApiError,
@@ -21,78 +14,10 @@ from comfyui_api.errors import (
     ExecutionFailed,
     InputStagingError,
     JobCancelled,
-    JobNotFound,
     JobTimeout,
     WorkflowRejected,
 )
-from comfyui_api.jobs.model import EventSink, JobCompleted, JobFailed, JobRequest, JobResult, Stats
-from comfyui_api.jobs.registry import JobRegistry
-from comfyui_api.jobs.service import JobService
-from comfyui_api.jobs.store import MemoryJobStore
-from comfyui_api.settings import JobSettings, ServerSettings, Settings
-
-GRAPH = {"9": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}}
-
-
-@dataclass
-class FakeRunner:
-    """The runner's surface the job service uses: `start` runs the job at once to its scripted outcome."""
-
-    error: Exception | None = None
-    requests: list[JobRequest] = field(default_factory=list)
-    registry: JobRegistry = field(default_factory=lambda: JobRegistry(max_depth=3))
-
-    def start(self, request: JobRequest, sink: EventSink, *, report_queue_position: bool = False) -> asyncio.Task:
-        self.requests.append(request)
-        self.registry.admit(request.id)
-        task = asyncio.create_task(self._run(request, sink))
-        task.add_done_callback(lambda _: self.registry.remove(request.id))
-        return task
-
-    async def _run(self, request: JobRequest, sink: EventSink) -> JobResult:
-        if self.error is not None:
-            error = self.error if isinstance(self.error, ComfyApiError) else ComfyApiError("internal error")
-            sink(JobFailed(request.id, error))
-            raise error
-        result = JobResult(request.id, request.graph, [], ["done"], Stats())
-        sink(JobCompleted(request.id, result))
-        return result
-
-    async def interrupt(self, job_id: str, reason: str = "interrupted on request") -> str:
-        if job_id != "known":
-            raise JobNotFound(f"no job with id {job_id!r}", field="id")
-        return "removed"
-
-
-@dataclass
-class FakeInstance:
-    is_ready: bool = True
-    phase: str = "ready"
-    start_count: int = 1
-    features: ComfyFeatures = field(default_factory=lambda: ComfyFeatures(version="0.33.0"))
-
-
-@pytest.fixture
-def runner() -> FakeRunner:
-    return FakeRunner()
-
-
-@pytest.fixture
-async def client(runner: FakeRunner) -> AsyncIterator[AsyncTestClient]:
-    settings = Settings(
-        server=ServerSettings(max_body_bytes=2048, max_queue_depth=3),
-        jobs=JobSettings(default_timeout_s=60, max_timeout_s=120),
-    )
-    jobs = JobService(runner, MemoryJobStore())  # type: ignore[arg-type]
-    services = Services(settings, FakeInstance(), runner.registry, runner, jobs)  # type: ignore[arg-type]
-    app = build_http_app(settings, state={STATE_KEY: services})
-    async with AsyncTestClient(app) as test_client:
-        yield test_client
-
-
-async def post_json(client: AsyncTestClient, body: object | bytes, path: str = "/prompt"):
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return await client.post(path, content=content, headers={"content-type": "application/json"})
+from tests.unit.api.app_support import GRAPH, post_json
 
 
 async def test_success_hands_a_job_request_to_the_runner(client, runner) -> None:

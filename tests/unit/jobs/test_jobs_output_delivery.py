@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from comfyui_api.errors import StorageError
-from comfyui_api.jobs.model import ConvertSpec, Credential, JobRequest, JobResult, OutputFile, Stats, UploadTarget
+from comfyui_api.jobs.model import ConvertSpec, JobRequest, JobResult, OutputFile, Stats
 from comfyui_api.jobs.output_delivery import FALLBACK_NOTE, OutputDelivery, delivery_failure, record_upload_time
-from comfyui_api.storage.base import UploadedFile
+from comfyui_api.storage.base import Credential, UploadedFile, UploadTarget
 from comfyui_api.storage.registry import StorageRegistry
 
 SECRET = "request-secret-value-123"

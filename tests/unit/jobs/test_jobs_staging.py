@@ -17,9 +17,9 @@ import pytest
 from aiohttp import web
 
 from comfyui_api.errors import InputStagingError, InvalidRequest
-from comfyui_api.jobs.model import Credential
 from comfyui_api.jobs.staging import InputStager, decode_base64, looks_like_base64
 from comfyui_api.settings import JobSettings
+from comfyui_api.storage.base import Credential
 from tests.unit.jobs.samples import audio_bytes, image_bytes
 
 PNG = image_bytes("PNG")
@@ -157,6 +157,42 @@ async def test_plain_file_names_pass_through(tmp_path, http, value) -> None:
     staged_graph, staged = await make_stager(tmp_path, http).stage("j", graph)
     assert staged_graph == graph
     assert staged == []
+    assert not (tmp_path / "input" / "j").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("/etc/passwd", "absolute"),
+        ("C:\\Windows\\win.ini", "absolute"),
+        ("../../secret.png", "'..'"),
+        ("sub\\..\\..\\x.png", "'..'"),
+        ("a\x00.png", "NUL"),
+        ("someone_else_00001_.png [output]", "input folder"),
+        ("preview.png [temp]", "input folder"),
+    ],
+)
+async def test_names_reaching_outside_the_input_folder_are_refused(tmp_path, http, value, fragment) -> None:
+    with pytest.raises(InvalidRequest, match=fragment) as refused:
+        await make_stager(tmp_path, http).stage("j", load_image(value))
+    assert refused.value.field == "prompt.1.inputs.image"
+    assert str(tmp_path) not in refused.value.message
+
+
+async def test_a_symlink_out_of_the_input_folder_is_refused(tmp_path, http) -> None:
+    (tmp_path / "input").mkdir(exist_ok=True)
+    (tmp_path / "input" / "escape").symlink_to(tmp_path.parent)
+    with pytest.raises(InvalidRequest, match="inside ComfyUI's input folder"):
+        await make_stager(tmp_path, http).stage("j", load_image("escape/x.png"))
+
+
+@pytest.mark.parametrize("prefix", ["../outside", "/tmp/abs", "ok\x00bad", "a/../../b"])
+async def test_output_prefixes_reaching_outside_are_refused_before_any_fetch(tmp_path, http, prefix) -> None:
+    graph = load_image("http://127.0.0.1:9/never-fetched.png")
+    graph["9"]["inputs"]["filename_prefix"] = prefix
+    with pytest.raises(InvalidRequest) as refused:
+        await make_stager(tmp_path, http).stage("j", graph)
+    assert refused.value.field == "prompt.9.inputs.filename_prefix"
     assert not (tmp_path / "input" / "j").exists()
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from comfyui_api.errors import InvalidRequest
-from comfyui_api.jobs.model import Credential
+from comfyui_api.storage.base import Credential
 from comfyui_api.storage.credentials import (
     S3Credentials,
     http_auth_for,

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from comfyui_api.errors import InvalidRequest, StorageError
-from comfyui_api.jobs.model import Credential, OutputFile, UploadTarget
+from comfyui_api.jobs.model import OutputFile
 from comfyui_api.settings import StorageSettings
-from comfyui_api.storage.base import StorageEvent, StorageProvider, UploadedFile
+from comfyui_api.storage.base import Credential, StorageEvent, StorageProvider, UploadedFile, UploadTarget
 from comfyui_api.storage.registry import StorageRegistry
 
 

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from comfyui_api.errors import StorageError
-from comfyui_api.jobs.model import Credential
 from comfyui_api.models.cache import ModelCache
 from comfyui_api.models.records import cache_key
-from tests.models.model_server import ModelServer, serve_models
+from comfyui_api.storage.base import Credential
+from tests.component.models.model_server import ModelServer, serve_models
 
 
 class Clock:

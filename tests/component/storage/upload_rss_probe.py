@@ -1,7 +1,7 @@
 """Measures how much a large upload grows the resident memory of a fresh process. Run by test_storage_memory.py:
 
-    python -m tests.storage.upload_rss_probe --provider s3 --endpoint URL --bucket B --file F
-    python -m tests.storage.upload_rss_probe --provider http --url-prefix URL --file F
+    python -m tests.component.storage.upload_rss_probe --provider s3 --endpoint URL --bucket B --file F
+    python -m tests.component.storage.upload_rss_probe --provider http --url-prefix URL --file F
 
 Prints one JSON line: rss_before_bytes (after imports and a 1 MiB warm-up upload), peak_bytes (the highest of a
 5 ms psutil sampler and getrusage's ru_maxrss when it rose during the upload), growth_bytes, url, seconds.

@@ -13,11 +13,17 @@ import httpx
 import pytest
 
 from comfyui_api.errors import InputStagingError, StorageError
-from comfyui_api.jobs.model import Credential
+from comfyui_api.storage.base import Credential
 from comfyui_api.storage.http import HttpProvider
+from tests.component.storage.conftest import FileServers
+from tests.component.storage.storage_support import (
+    FILE_SERVER_TOKEN,
+    all_log_text,
+    assert_no_secret,
+    listing,
+    write_file,
+)
 from tests.servers.processes import free_port
-from tests.storage.conftest import FileServers
-from tests.storage.storage_support import FILE_SERVER_TOKEN, all_log_text, assert_no_secret, listing, write_file
 
 
 @pytest.fixture

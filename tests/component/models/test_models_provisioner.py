@@ -21,7 +21,7 @@ import pytest
 from comfyui_api.models.cache import ModelCache
 from comfyui_api.models.manifest import parse_manifest
 from comfyui_api.models.provisioner import Provisioner, ProvisionError, StepReport
-from tests.models.model_server import ModelServer, serve_models
+from tests.component.models.model_server import ModelServer, serve_models
 
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "-c", "init.defaultBranch=main"]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.component.storage.storage_support import FILE_SERVER_TOKEN, HF_TOKEN, SEEDED_HF_FILES
 from tests.servers.object_stores import AzuriteServer, S3Server, azurite_blob, moto_s3
 from tests.servers.processes import ServerProcess, serve_python_module
-from tests.storage.storage_support import FILE_SERVER_TOKEN, HF_TOKEN, SEEDED_HF_FILES
 
 
 @dataclass(frozen=True)

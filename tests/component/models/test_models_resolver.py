@@ -13,11 +13,11 @@ import pytest
 
 from comfyui_api.comfy.client import ComfyClient
 from comfyui_api.errors import InputStagingError
-from comfyui_api.jobs.model import Credential
 from comfyui_api.models.cache import ModelCache
 from comfyui_api.models.loaders import STATIC_LOADER_INPUTS, ModelResolver, discover_loader_folders
+from comfyui_api.storage.base import Credential
+from tests.component.models.model_server import ModelServer, serve_models
 from tests.contract.harness import Target, TargetSpec, start_target
-from tests.models.model_server import ModelServer, serve_models
 
 LOADERS = sorted(STATIC_LOADER_INPUTS.items())
 

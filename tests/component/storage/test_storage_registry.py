@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 
 from comfyui_api.errors import StorageError
-from comfyui_api.jobs.model import Credential, UploadTarget
 from comfyui_api.settings import StorageSettings
-from comfyui_api.storage.base import StorageEvent
+from comfyui_api.storage.base import Credential, StorageEvent, UploadTarget
 from comfyui_api.storage.registry import StorageRegistry
+from tests.component.storage.conftest import FileServers, HubServer
+from tests.component.storage.storage_support import FILE_SERVER_TOKEN, SEEDED_HF_FILES, listing, make_output, write_file
 from tests.servers.object_stores import AzuriteServer, S3Server
-from tests.storage.conftest import FileServers, HubServer
-from tests.storage.storage_support import FILE_SERVER_TOKEN, SEEDED_HF_FILES, listing, make_output, write_file
 
 pytestmark = pytest.mark.usefixtures("aws_env")
 

@@ -16,9 +16,9 @@ from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_b
 
 from comfyui_api.errors import InputStagingError, StorageError
 from comfyui_api.storage.azure import AzureBlobProvider
+from tests.component.storage.storage_support import all_log_text, assert_no_secret, listing, write_file
 from tests.servers.object_stores import AzuriteServer
 from tests.servers.processes import free_port
-from tests.storage.storage_support import all_log_text, assert_no_secret, listing, write_file
 
 
 def admin(server: AzuriteServer) -> BlobServiceClient:

@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from comfyui_api.errors import InputStagingError, StorageError
-from comfyui_api.jobs.model import Credential
+from comfyui_api.storage.base import Credential
 from comfyui_api.storage.s3 import S3Provider
+from tests.component.storage.storage_support import all_log_text, assert_no_secret, listing, write_file
 from tests.servers.object_stores import S3Server
 from tests.servers.processes import free_port
-from tests.storage.storage_support import all_log_text, assert_no_secret, listing, write_file
 
 pytestmark = pytest.mark.usefixtures("aws_env")
 

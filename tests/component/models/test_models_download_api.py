@@ -16,7 +16,7 @@ from comfyui_api.api.downloads import MODEL_LIBRARY_STATE_KEY, DownloadControlle
 from comfyui_api.api.errors import EXCEPTION_HANDLERS
 from comfyui_api.models.cache import ModelCache
 from comfyui_api.models.library import ModelLibrary
-from tests.models.model_server import ModelServer, serve_models
+from tests.component.models.model_server import ModelServer, serve_models
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """A 200 MB upload to S3 (multipart) and to HTTP (streamed PUT) must not grow the uploading process's resident
-memory by 64 MB or more. Measured in a fresh subprocess (tests/storage/upload_rss_probe.py) so the test runner's
-own memory does not blur the figure."""
+memory by 64 MB or more. Measured in a fresh subprocess (tests/component/storage/upload_rss_probe.py) so the test
+runner's own memory does not blur the figure."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from tests.component.storage.conftest import FileServers
 from tests.servers.object_stores import S3Server
 from tests.servers.processes import REPO_ROOT
-from tests.storage.conftest import FileServers
 
 SIZE_BYTES = 200 * 1024 * 1024
 LIMIT_BYTES = 64 * 1024 * 1024
@@ -40,7 +40,7 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 def run_probe(*args: str) -> dict[str, Any]:
     completed = subprocess.run(
-        [sys.executable, "-m", "tests.storage.upload_rss_probe", *args],
+        [sys.executable, "-m", "tests.component.storage.upload_rss_probe", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

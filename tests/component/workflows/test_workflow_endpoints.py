@@ -14,9 +14,9 @@ from litestar.testing import TestClient
 
 from comfyui_api.api.errors import EXCEPTION_HANDLERS
 from comfyui_api.api.schemas import ERROR_RESPONSES
+from comfyui_api.api.workflow_handlers import build_workflow_controllers
 from comfyui_api.dialects.salad import PromptRequest, PromptResponse
 from comfyui_api.workflows.catalog import WorkflowCatalog
-from comfyui_api.workflows.routes import build_workflow_controllers
 from tests.unit.workflows.factories import (
     CAPTURED_CHECKPOINT,
     PNG_BASE64,

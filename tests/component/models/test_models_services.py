@@ -12,7 +12,7 @@ import pytest
 from comfyui_api.models.manifest import ManifestError
 from comfyui_api.models.services import ModelServices
 from comfyui_api.settings import load_settings
-from tests.models.model_server import ModelServer, serve_models
+from tests.component.models.model_server import ModelServer, serve_models
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 from comfyui_api.errors import InputStagingError, StorageError
-from comfyui_api.jobs.model import Credential
+from comfyui_api.storage.base import Credential
 from comfyui_api.storage.hf import HuggingFaceProvider, parse_resolve_url
+from tests.component.storage.conftest import HubServer
+from tests.component.storage.storage_support import SEEDED_HF_FILES, all_log_text, assert_no_secret, listing, write_file
 from tests.servers.processes import free_port
-from tests.storage.conftest import HubServer
-from tests.storage.storage_support import SEEDED_HF_FILES, all_log_text, assert_no_secret, listing, write_file
 
 
 def provider_for(hub: HubServer, *, token: str | None = None) -> HuggingFaceProvider:
