@@ -45,7 +45,7 @@ class DirectComfyClient:
 
     async def run(self, graph: dict[str, Any]) -> list[str]:
         """Run one graph; return its output images as base64 strings."""
-        prompt_id = uuid.uuid4().hex
+        prompt_id = str(uuid.uuid4())  # ComfyUI >= 0.25 takes only canonical UUIDs
         done = asyncio.get_running_loop().create_future()
         self._done[prompt_id] = done
         try:

@@ -118,6 +118,7 @@ class JobSettings:
     max_input_bytes: int = 512 * 1024 * 1024  # MAX_INPUT_SIZE_MB: one staged input file
     download_timeout_s: float = 300.0  # INPUT_DOWNLOAD_TIMEOUT_S: one input download (or upload to ComfyUI), whole
     max_parallel_downloads: int = 8  # MAX_PARALLEL_DOWNLOADS
+    max_graph_nodes: int = 10_000  # MAX_GRAPH_NODES: nodes a graph may have
     records_max: int = 1000  # JOB_RECORDS_MAX: job records kept (finished ones are dropped oldest first)
     record_ttl_s: float = 3600.0  # JOB_RECORD_TTL_S: a finished job's record is dropped this long after it ended
     outputs_max_bytes: int = 2 * 1024**3  # JOB_OUTPUTS_MAX_GB: output files kept for finished jobs, in all
@@ -408,6 +409,7 @@ def _job_settings(env: _Env) -> JobSettings:
         max_input_bytes=int(env.number("MAX_INPUT_SIZE_MB", 512.0, minimum=0.001) * 1024 * 1024),
         download_timeout_s=env.number("INPUT_DOWNLOAD_TIMEOUT_S", 300.0, minimum=0.1),
         max_parallel_downloads=env.integer("MAX_PARALLEL_DOWNLOADS", 8, minimum=1),
+        max_graph_nodes=env.integer("MAX_GRAPH_NODES", 10_000, minimum=1),
         records_max=env.integer("JOB_RECORDS_MAX", 1000, minimum=1),
         record_ttl_s=env.number("JOB_RECORD_TTL_S", 3600.0, minimum=1.0),
         outputs_max_bytes=int(env.number("JOB_OUTPUTS_MAX_GB", 2.0) * 1024**3),
@@ -528,6 +530,7 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("MAX_INPUT_SIZE_MB", "512", "largest staged input file"),
     ("INPUT_DOWNLOAD_TIMEOUT_S", "300", "one input download, whole"),
     ("MAX_PARALLEL_DOWNLOADS", "8", "input downloads at once"),
+    ("MAX_GRAPH_NODES", "10000", "nodes a graph may have"),
     ("JOB_STORE", "memory", "job records in memory, or sqlite:///path/jobs.db to keep them across restarts"),
     ("JOB_RECORDS_MAX", "1000", "job records kept"),
     ("JOB_RECORD_TTL_S", "3600", "a finished job's record is dropped this long after it ended"),

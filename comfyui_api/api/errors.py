@@ -96,6 +96,11 @@ def handle_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Re
     return response
 
 
+def handle_too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    """JSON nested hundreds of levels deep exhausts the decoder's recursion: the caller's fault, not ours."""
+    return domain_error_response(InvalidRequest("the request body nests lists and objects too deeply", field="body"))
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return domain_error_response(ComfyApiError(f"internal error: {type(exc).__name__}"))
@@ -105,5 +110,6 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ComfyApiError: handle_domain_error,
     ValidationException: handle_validation_error,
     HTTPException: handle_http_error,
+    RecursionError: handle_too_deep,
     Exception: handle_unexpected,
 }

@@ -7,6 +7,7 @@ Knows nothing about jobs, webhooks or HTTP routes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import uuid
@@ -32,6 +33,7 @@ FatalCallback = Callable[[int | None], Awaitable[None] | None]
 # A relaunch that fails to become ready this many times in a row is fatal (a crash loop helps nobody).
 MAX_RESTART_FAILURES = 3
 RESTART_FAILURE_GRACE_S = 5.0
+PORT_CHECK_TIMEOUT_S = 2.0  # a listener on loopback answers in microseconds
 
 
 class ComfyInstance:
@@ -167,6 +169,12 @@ class ComfyInstance:
         settings = self.settings
         interval_s, tries = settings.startup_check_interval_s, settings.startup_check_max_tries
         if self.launches_process:
+            if await self._port_taken():
+                raise ComfyUnavailable(
+                    f"COMFYUI_PORT_HOST {settings.port} on {settings.direct_address} is already in use by another "
+                    "process (a ComfyUI left over from an earlier run?): it cannot be ours. Stop it, choose another "
+                    "COMFYUI_PORT_HOST, or attach to it with COMFYUI_URL."
+                )
             self._process = ComfyProcess(settings.cmd, settings.home)
             await self._process.start()
             await self._process.wait_ready(self._client, interval_s, tries)
@@ -182,6 +190,18 @@ class ComfyInstance:
     async def _learn_features(self) -> None:
         self._features = await detect_features(self._client)
         logger.info("%s", self._features.describe())
+
+    async def _port_taken(self) -> bool:
+        """Whether something already listens where the ComfyUI we launch must listen (never taken for ours)."""
+        try:
+            async with asyncio.timeout(PORT_CHECK_TIMEOUT_S):
+                _, writer = await asyncio.open_connection(self.settings.direct_address, self.settings.port)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
 
     def _become_ready(self) -> None:
         self._start_count += 1

@@ -1,4 +1,5 @@
-"""The ComfyUI child process: launch in its own process group, log capture, readiness wait, exit watch and stop.
+"""The ComfyUI child process: launch in its own process group (killed with the server, even on SIGKILL), log
+capture, readiness wait, exit watch and stop.
 
 Knows nothing about jobs or the websocket; the restart policy lives in `comfy/instance.py`.
 """
@@ -7,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import shlex
 import signal
+import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +28,19 @@ LINE_LIMIT_BYTES = 1024 * 1024
 # After the process exits, give the pipes this long to drain so its last lines (often the crash reason) get logged.
 DRAIN_TIMEOUT_S = 2.0
 KILL_WAIT_S = 10.0
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec (Linux): SIGKILL when the server that launched it dies, even by SIGKILL, so that
+    ComfyUI never outlives us holding its port. Elsewhere a no-op (stop() still signals the group)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 class ReadinessProbe(Protocol):
@@ -86,6 +102,7 @@ class ComfyProcess:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,  # own process group: stop() signals ComfyUI and everything it spawned
+                preexec_fn=_die_with_parent,
                 limit=LINE_LIMIT_BYTES,
             )
         except OSError as exc:

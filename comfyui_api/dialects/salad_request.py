@@ -17,6 +17,7 @@ from comfyui_api.settings import JobSettings
 from comfyui_api.storage.registry import StorageRegistry
 
 MAX_METADATA_BYTES = 16 * 1024  # kept on the record and sent in every webhook and event: small on purpose
+MAX_INPUT_DEPTH = 32  # input values are links ([id, index]), scalars or small lists: deep nesting is an attack
 # Never echoed in a 202.
 _NOT_ECHOED = frozenset({"credentials"})
 
@@ -30,11 +31,27 @@ def job_timeout_s(requested_s: float | None, settings: JobSettings) -> float:
     return requested_s
 
 
-def check_graph(graph: Mapping[str, Any]) -> None:
+def _depth(value: Any, limit: int) -> int:
+    """How deeply lists and objects nest in `value`, counted up to `limit + 1` (iteratively: no recursion limit)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list) and depth < limit + 1:
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+            deepest = max(deepest, depth + 1)
+    return deepest
+
+
+def check_graph(graph: Mapping[str, Any], *, max_nodes: int = 10_000) -> None:
     """The shape ComfyUI needs to answer with node_errors rather than fail outright: nodes are objects with a string
-    `class_type` and an object `inputs`. Everything else about the graph is ComfyUI's to judge."""
+    `class_type` and an object `inputs`, within bounds (node count, nesting of input values). Everything else about
+    the graph is ComfyUI's to judge."""
     if not graph:
         raise InvalidRequest("prompt must contain at least one node", field="prompt")
+    if len(graph) > max_nodes:
+        raise InvalidRequest(f"prompt may have at most {max_nodes} nodes (MAX_GRAPH_NODES)", field="prompt")
     for node_id, node in graph.items():
         if not isinstance(node, dict):
             raise InvalidRequest("each node must be an object", field=f"prompt.{node_id}")
@@ -42,6 +59,12 @@ def check_graph(graph: Mapping[str, Any]) -> None:
             raise InvalidRequest("class_type must be a string", field=f"prompt.{node_id}.class_type")
         if "inputs" in node and not isinstance(node["inputs"], dict):
             raise InvalidRequest("inputs must be an object", field=f"prompt.{node_id}.inputs")
+        for name, value in (node.get("inputs") or {}).items():
+            if _depth(value, MAX_INPUT_DEPTH) > MAX_INPUT_DEPTH:
+                raise InvalidRequest(
+                    f"an input value may nest lists and objects at most {MAX_INPUT_DEPTH} deep",
+                    field=f"prompt.{node_id}.inputs.{name}",
+                )
 
 
 def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -62,7 +85,7 @@ def _webhook_url(value: str | None, field: str) -> str | None:
 
 def to_job_request(body: PromptRequest, settings: JobSettings, storage: StorageRegistry | None = None) -> JobRequest:
     """The job a POST /prompt body asks for (also a workflow endpoint's, whose `prompt` was built from `input`)."""
-    check_graph(body.prompt)
+    check_graph(body.prompt, max_nodes=settings.max_graph_nodes)
     stored = prompt_storage_fields(body, storage)
     v2_url = _webhook_url(body.webhook_v2, "webhook_v2")
     v1_url = _webhook_url(body.webhook, "webhook")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import os
 import shutil
 from collections.abc import Iterable, Mapping
@@ -157,6 +158,35 @@ class OutputCollector:
             for entry in entries:
                 if entry.name.startswith(prefix):
                     Path(entry.path).unlink(missing_ok=True)
+
+    def remove_comfy_files(self, prefixes: Iterable[str], outputs_by_node: Mapping[str, Any]) -> int:
+        """After a job failed and its prompt left ComfyUI: remove what it left in ComfyUI's output and temp folders,
+        the files ComfyUI reported (`outputs_by_node`, e.g. previews) and every file named by one of the job's
+        `filename_prefix`es (which start with its job id). Only where ComfyUI shares our disk; returns how many."""
+        if not self._settings.outputs_colocated:
+            return 0
+        removed = 0
+        refs = [
+            ref for node_id, ui in outputs_by_node.items() if isinstance(ui, Mapping) for ref in _node_refs(node_id, ui)
+        ]
+        for ref in [ref for ref in refs if ref.folder_type in _COLLECTED_TYPES]:
+            with contextlib.suppress(ComfyProtocolError, OSError):
+                path = self._local_path(ref)
+                path.unlink()
+                removed += 1
+        for prefix in prefixes:
+            folder, _, name = prefix.replace("\\", "/").rpartition("/")
+            if not name:
+                continue
+            for root in (self._settings.output_dir, *self._roots["temp"]):
+                base = (root / folder).resolve()
+                if not base.is_relative_to(root.resolve()) or not base.is_dir():
+                    continue
+                for path in base.glob(f"{glob.escape(name)}*"):
+                    if path.is_file():
+                        path.unlink(missing_ok=True)
+                        removed += 1
+        return removed
 
     async def collect(
         self, job_id: str, outputs_by_node: Mapping[str, Any], *, keep: bool | None = None

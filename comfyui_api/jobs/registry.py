@@ -10,7 +10,7 @@ import asyncio
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from comfyui_api.errors import CapacityError, InvalidRequest, JobNotFound
@@ -26,6 +26,8 @@ class JobEntry:
     id: str  # ours: what callers see
     status: JobStatus = JobStatus.QUEUED
     prompt_id: str | None = None  # ComfyUI's id for this run (a fresh uuid4 per submission), once minted
+    prefixes: tuple[str, ...] = ()  # the filename_prefixes the job's graph was sent with (each starts with its id)
+    seen_outputs: dict[str, Any] = field(default_factory=dict)  # node id -> what ComfyUI reported it wrote
     task: asyncio.Task[Any] | None = None
     cancel_requested: bool = False
     cancel_reason: str = "cancelled"

@@ -220,9 +220,11 @@ class JobRunner:
             error: ComfyApiError = JobTimeout(f"job {request.id} did not finish within {request.timeout_s:g}s")
             self._fail(entry, sink, error, JobStatus.FAILED)
             await self._abandon(entry.prompt_id)
+            await self._remove_leftovers(entry)
             raise error from None
         except asyncio.CancelledError:
             await self._abandon(entry.prompt_id)
+            await self._remove_leftovers(entry)
             if not entry.cancel_requested:
                 raise
             error = JobCancelled(f"job {request.id} was {entry.cancel_reason}")
@@ -231,10 +233,12 @@ class JobRunner:
         except ComfyApiError as exc:
             status = JobStatus.CANCELLED if isinstance(exc, JobCancelled) else JobStatus.FAILED
             self._fail(entry, sink, exc, status)
+            await self._remove_leftovers(entry)
             raise
         except Exception as exc:
             log.exception("job %s failed unexpectedly", request.id)
             await self._abandon(entry.prompt_id)
+            await self._remove_leftovers(entry)
             error = ComfyApiError(f"internal error while running job {request.id}: {type(exc).__name__}")
             self._fail(entry, sink, error, JobStatus.FAILED)
             raise error from exc
@@ -257,6 +261,7 @@ class JobRunner:
         clock = _Clock(received_ms=_now_ms())
         entry.status = JobStatus.STAGING
         graph = await self._prepare(request)
+        entry.prefixes = tuple(prefix for _, prefix in comfy_graph.filename_prefixes(graph))
         clock.staged_ms = _now_ms()
         prompt_id = self._registry.new_prompt(entry)
         with self._instance.events.subscribe(prompt_id) as subscription:
@@ -327,6 +332,7 @@ class JobRunner:
             sink=sink,
             idle_timeout_s=self._settings.comfy.ws_idle_timeout_s,
             on_started=on_started,
+            seen_outputs=entry.seen_outputs,
         )
 
     async def _discard_partial_run(self, entry: JobEntry, graph: Mapping[str, Any], subscription: Subscription) -> None:
@@ -349,6 +355,23 @@ class JobRunner:
             files, _ = await self._collector.collect(job_id, outputs, keep=False)
             discard(files)
         self._collector.remove_job_files(job_id)
+
+    async def _remove_leftovers(self, entry: JobEntry) -> None:
+        """A failed, timed-out or cancelled job leaves nothing in ComfyUI's folders: once its prompt has left
+        ComfyUI, what it reported (previews included) and every file under its output prefixes are removed."""
+        if entry.prompt_id is None or self._settings.comfy.keep_outputs:
+            return
+        outputs: dict[str, Any] = {}
+        with contextlib.suppress(ComfyApiError, TimeoutError):
+            async with asyncio.timeout(_ABANDON_TIMEOUT_S):
+                history = await self._instance.client.get_history(entry.prompt_id)
+                found = history.get("outputs") if history else None
+                outputs.update(found if isinstance(found, Mapping) else {})
+        # An interrupted prompt's history lists no outputs: what its `executed` frames reported counts too.
+        outputs.update({node: output for node, output in entry.seen_outputs.items() if node not in outputs})
+        removed = self._collector.remove_comfy_files(entry.prefixes, outputs)
+        if removed:
+            log.info("job %s: removed %d file(s) it left in ComfyUI's folders", entry.id, removed)
 
     async def _abandon(self, prompt_id: str | None) -> None:
         """Make sure ComfyUI drops a prompt we gave up on (None: it was never queued): remove it if pending,

@@ -117,6 +117,7 @@ class PromptWatch:
         sink: EventSink,
         idle_timeout_s: float,
         on_started: Callable[[], None] = lambda: None,
+        seen_outputs: dict[str, Any] | None = None,
     ):
         self._job_id = job_id  # ours: named in events and errors
         self._prompt_id = prompt_id  # ComfyUI's: asked of /history and /queue
@@ -126,6 +127,8 @@ class PromptWatch:
         self._sink = sink
         self._idle_timeout_s = idle_timeout_s
         self._on_started = on_started
+        # Every node's reported output, kept up to date for the caller (what a failed job must clean up).
+        self._seen_outputs = seen_outputs if seen_outputs is not None else {}
         self._progress = ProgressTracker(graph)
         self._outcome = PromptOutcome(outputs={})
         self._current_node: str | None = None
@@ -188,6 +191,7 @@ class PromptWatch:
             self._sink(ProgressUpdated(self._job_id, message.node, message.value, message.max, percent))
         elif isinstance(message, msg.Executed) and message.node is not None:
             self._outcome.outputs[message.node] = dict(message.output)
+            self._seen_outputs[message.node] = dict(message.output)
         elif isinstance(message, msg.Preview):
             self._sink(PreviewProduced(self._job_id, message.node_id, message.content_type, message.data))
 

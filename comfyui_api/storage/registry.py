@@ -56,6 +56,13 @@ class ProviderState:
     reason: str | None = None  # why it is unavailable
 
 
+def _escapes(prefix: str) -> bool:
+    """An object-key prefix that would climb out of (or above) where the caller meant: written verbatim into keys,
+    such a prefix reaches other objects (or, with the HTTP provider, other paths)."""
+    normalised = prefix.replace("\\", "/")
+    return "\x00" in prefix or normalised.startswith("/") or ".." in normalised.split("/")
+
+
 class StorageRegistry:
     """Every storage provider the server knows, configured or not, with the reason when not."""
 
@@ -175,6 +182,13 @@ class StorageRegistry:
         style = target.options.get("key_style", "job")
         if style not in KEY_STYLES:
             raise InvalidRequest(f"{key}.key_style must be one of: {', '.join(KEY_STYLES)}", field=f"{key}.key_style")
+        prefix_option = _PREFIX_OPTIONS.get(target.provider)
+        prefix = target.options.get(prefix_option) if prefix_option else None
+        if isinstance(prefix, str) and _escapes(prefix):
+            field = f"{key}.{prefix_option}"
+            raise InvalidRequest(
+                f"{field} must be a relative key prefix: no leading '/', no '..' segment, no NUL", field=field
+            )
         try:
             provider.validate_upload_options(self._provider_options(target))
         except InvalidRequest as exc:

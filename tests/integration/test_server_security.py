@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.server import REPO_ROOT, image_graph, make_server, running_server, wait_until
+from tests.integration.server import REPO_ROOT, image_graph, make_server, running_server, sampler_graph, wait_until
 
 pytestmark = pytest.mark.simulator_only
 
@@ -75,3 +75,64 @@ async def test_a_wrong_comfy_home_exits_2_naming_it(tmp_path: Path) -> None:
         timeout=30,
     )  # fmt: skip
     assert result.returncode == 2 and "COMFY_HOME" in result.stderr
+
+
+async def test_comfyui_dies_with_a_killed_server(tmp_path: Path) -> None:
+    server = make_server(tmp_path).start()
+    await asyncio.to_thread(server.wait_ready)
+    [comfy] = [p for p in server.comfy_processes() if "comfyui_api.simulator" in " ".join(p.cmdline())]
+    server.signal(signal.SIGKILL)
+    await asyncio.to_thread(server.wait_exit)
+
+    async def gone() -> bool:
+        return not comfy.is_running() or comfy.status() == "zombie"
+
+    await wait_until(gone, timeout_s=10)
+
+
+async def test_a_port_already_taken_is_a_clear_error_not_our_comfyui(tmp_path: Path) -> None:
+    squatter = await asyncio.start_server(lambda reader, writer: writer.close(), "127.0.0.1", 0)
+    port = squatter.sockets[0].getsockname()[1]
+    try:
+        server = make_server(tmp_path)
+        env = server.env | {"COMFYUI_PORT_HOST": str(port)}
+        env["CMD"] = env["CMD"].replace(f"--port {server.comfy_port}", f"--port {port}")
+        result = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "comfyui_api"], cwd=REPO_ROOT, env=env, capture_output=True,
+            text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        squatter.close()
+        await squatter.wait_closed()
+    assert result.returncode != 0
+    assert "COMFYUI_PORT_HOST" in result.stderr and "already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_a_timed_out_job_leaves_nothing_in_comfyuis_folders(tmp_path: Path) -> None:
+    server = make_server(tmp_path, step_seconds=0.1).start()
+    try:
+        await asyncio.to_thread(server.wait_ready)
+        graph = sampler_graph(100, seed=11)  # ten seconds of sampling
+        graph["20"] = {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 4, "color": 1}}
+        graph["21"] = {"class_type": "SaveImage", "inputs": {"images": ["20", 0], "filename_prefix": "early"}}
+        graph["22"] = {"class_type": "PreviewImage", "inputs": {"images": ["20", 0]}}
+        async with httpx.AsyncClient(base_url=server.url(""), timeout=30) as client:
+            response = await client.post("/prompt", json={"prompt": graph, "id": "too-slow", "timeout_s": 2})
+            assert response.status_code == 504
+
+            async def cleaned() -> bool:
+                return server.dirs.files() == [] and "removed" in server.logs()
+
+            await wait_until(cleaned, timeout_s=20)
+        assert "job too-slow: removed" in server.logs()
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+async def test_json_nested_990_deep_is_a_400_not_a_500(keyed) -> None:
+    deep = "[" * 990 + "]" * 990
+    body = '{"prompt": {"1": {"class_type": "X", "inputs": {"a": ' + deep + "}}}}"
+    async with httpx.AsyncClient(base_url=keyed.url(""), timeout=30, headers={"x-api-key": "fixed-key"}) as client:
+        response = await client.post("/prompt", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and response.json()["error"]["field"] in ("body", "prompt.1.inputs.a")

@@ -139,3 +139,13 @@ async def test_health_ready_and_docs(client) -> None:
     assert {"/prompt", "/interrupt", "/health", "/ready", "/models"} <= set(spec["paths"])
     assert "PromptRequest" in json.dumps(spec["components"])
     assert "swagger" in (await client.get("/docs")).text.lower()
+
+
+async def test_json_nested_too_deeply_is_a_400_naming_the_body(client, runner) -> None:
+    deep = "[" * 960 + "]" * 960  # under 2 KB
+    body = '{"prompt": {"1": {"class_type": "X", "inputs": {"a": ' + deep + "}}}}"
+    response = await post_json(client, body.encode())
+    assert response.status_code == 400, response.text
+    # Whether the decoder's recursion gives out first depends on the stack it runs on; either way, a 400 naming it.
+    assert response.json()["error"]["field"] in ("body", "prompt.1.inputs.a")
+    assert runner.requests == []

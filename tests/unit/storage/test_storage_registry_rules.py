@@ -133,6 +133,10 @@ async def test_a_provider_that_fails_to_initialise_is_recorded_without_secrets(
         (UploadTarget("hf", {"repo": "no-namespace"}), "hf_upload.repo"),
         (UploadTarget("hf", {"repo": "a/b", "repo_type": "kernel"}), "hf_upload.repo_type"),
         (UploadTarget("gcs", {}), "upload"),
+        (UploadTarget("s3", {"bucket": "bkt", "prefix": "../other/"}), "s3.prefix"),
+        (UploadTarget("s3", {"bucket": "bkt", "prefix": "/absolute/"}), "s3.prefix"),
+        (UploadTarget("s3", {"bucket": "bkt", "prefix": "a\\..\\..\\b"}), "s3.prefix"),
+        (UploadTarget("hf", {"repo": "a/b", "directory": "runs/../../x"}), "hf_upload.directory"),
     ],
 )
 async def test_validate_target_names_the_field(registry: StorageRegistry, target: UploadTarget, field: str) -> None:
