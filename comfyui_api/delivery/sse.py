@@ -182,8 +182,9 @@ async def sse_stream(
                 ):
                     continue
                 last_preview_s = now_s
-            frame = event_frame(event, item.seq)
-            if frame is not None:
-                yield frame
+            if item.encoded is None:
+                item.encoded = event_frame(event, item.seq) or b""
+            if item.encoded:
+                yield item.encoded
     finally:
         await aclose_body(events)

@@ -21,10 +21,13 @@ DEFAULT_REPLAY_EVENTS = 512
 DEFAULT_REPLAY_PREVIEWS = 4
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SequencedEvent:
     seq: int  # 1-based, per job; what SSE clients send back as Last-Event-ID
     event: JobEvent
+    # The event as a reader encoded it, kept so that every other reader of the same event reuses the bytes (one
+    # encode per event, not one per subscriber). Set by the first reader; readers of one kind agree on the format.
+    encoded: bytes | None = None
 
 
 class JobEventLog:
