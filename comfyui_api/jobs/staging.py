@@ -27,6 +27,7 @@ from comfyui_api.errors import ComfyApiError, InputStagingError, InvalidRequest
 from comfyui_api.jobs import media
 from comfyui_api.settings import JobSettings
 from comfyui_api.storage.base import Credential
+from comfyui_api.storage.filenames import path_escape
 
 log = logging.getLogger(__name__)
 
@@ -107,20 +108,15 @@ def decode_data_uri(uri: str, *, max_bytes: int, field: str) -> bytes:
     return data
 
 
-_DRIVE = re.compile(r"^[A-Za-z]:")
 _ANNOTATION = re.compile(r"\s*\[(output|temp)\]\s*$")
 
 
 def check_relative_path(value: str, field: str, what: str) -> None:
-    """A name that must stay inside the folder it is relative to: no NUL, not absolute (`/x`, `C:...`), no `..`
-    segment (after `\\` becomes `/`). InvalidRequest naming the field otherwise; the message shows no server path."""
-    if "\x00" in value:
-        raise InvalidRequest(f"{what} must not contain a NUL character", field=field)
-    normalised = value.replace("\\", "/")
-    if normalised.startswith("/") or _DRIVE.match(normalised):
-        raise InvalidRequest(f"{what} must be relative to ComfyUI's folder, not an absolute path", field=field)
-    if ".." in normalised.split("/"):
-        raise InvalidRequest(f"{what} must not contain a '..' segment", field=field)
+    """A name that must stay inside the folder it is relative to (see `path_escape`): InvalidRequest naming the field
+    otherwise; the message shows no server path."""
+    escape = path_escape(value)
+    if escape is not None:
+        raise InvalidRequest(f"{what} must stay inside ComfyUI's folder: it has {escape}", field=field)
 
 
 def check_input_name(value: str, input_dir: Path, field: str) -> None:

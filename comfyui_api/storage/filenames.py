@@ -115,6 +115,22 @@ def name_from_url(url: str) -> str | None:
     return segment or None
 
 
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def path_escape(value: str) -> str | None:
+    """Why a name meant to stay inside a folder would not: "a NUL character", "an absolute path" (`/x`, `C:...`) or
+    "a '..' segment" (after `\\` becomes `/`); None when it stays inside."""
+    if "\x00" in value:
+        return "a NUL character"
+    normalised = value.replace("\\", "/")
+    if normalised.startswith("/") or _DRIVE.match(normalised):
+        return "an absolute path"
+    if ".." in normalised.split("/"):
+        return "a '..' segment"
+    return None
+
+
 def safe_filename(name: str | None, *, fallback: str = "download") -> str:
     """A name safe to create in a directory: no separators, no leading dot, bounded length, extension kept."""
     base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]

@@ -29,7 +29,7 @@ from comfyui_api.storage.base import (
     UploadTarget,
 )
 from comfyui_api.storage.credentials import redact_url, scrub, secrets_of, validate_credentials
-from comfyui_api.storage.filenames import DEFAULT_CONTENT_TYPE, content_type_for, safe_filename
+from comfyui_api.storage.filenames import DEFAULT_CONTENT_TYPE, content_type_for, path_escape, safe_filename
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +54,6 @@ class ProviderState:
     name: str
     available: bool
     reason: str | None = None  # why it is unavailable
-
-
-def _escapes(prefix: str) -> bool:
-    """An object-key prefix that would climb out of (or above) where the caller meant: written verbatim into keys,
-    such a prefix reaches other objects (or, with the HTTP provider, other paths)."""
-    normalised = prefix.replace("\\", "/")
-    return "\x00" in prefix or normalised.startswith("/") or ".." in normalised.split("/")
 
 
 class StorageRegistry:
@@ -184,7 +177,7 @@ class StorageRegistry:
             raise InvalidRequest(f"{key}.key_style must be one of: {', '.join(KEY_STYLES)}", field=f"{key}.key_style")
         prefix_option = _PREFIX_OPTIONS.get(target.provider)
         prefix = target.options.get(prefix_option) if prefix_option else None
-        if isinstance(prefix, str) and _escapes(prefix):
+        if isinstance(prefix, str) and path_escape(prefix) is not None:
             field = f"{key}.{prefix_option}"
             raise InvalidRequest(
                 f"{field} must be a relative key prefix: no leading '/', no '..' segment, no NUL", field=field
