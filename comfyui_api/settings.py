@@ -100,6 +100,8 @@ class ComfySettings:
     # COMFYUI_INPUTS_COLOCATED: ComfyUI reads INPUT_DIR; when false, staged inputs reach it via POST /upload/image
     inputs_colocated: bool = True
     keep_outputs: bool = False  # KEEP_OUTPUTS: leave ComfyUI's output files on disk after reading them
+    # COMFYUI_STALL_TIMEOUT_S: work queued and no frame for this long (or no HTTP answer) = stalled; 0 = no watchdog
+    stall_timeout_s: float = 900.0
 
     @property
     def base_url(self) -> str:
@@ -329,6 +331,7 @@ def _comfy_settings(env: _Env, simulator_home: Path) -> ComfySettings:
         outputs_colocated=env.flag("COMFYUI_OUTPUTS_COLOCATED", not url),
         inputs_colocated=env.flag("COMFYUI_INPUTS_COLOCATED", not url),
         keep_outputs=env.flag("KEEP_OUTPUTS", False),
+        stall_timeout_s=env.number("COMFYUI_STALL_TIMEOUT_S", 900.0),
     )
 
 
@@ -518,6 +521,7 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
         "ComfyUI reads INPUT_DIR (else inputs are uploaded)",
     ),
     ("KEEP_OUTPUTS", "false", "leave ComfyUI's output files in place after reading them"),
+    ("COMFYUI_STALL_TIMEOUT_S", "900 (0 = off)", "work queued and no frame for this long: ComfyUI counts as stalled"),
     ("MAX_BODY_SIZE_MB", "100", "largest request body"),
     ("MAX_QUEUE_DEPTH", "0 (no limit)", "jobs admitted at once; more get 503"),
     ("SHUTDOWN_GRACE_S", "60", "how long running jobs may finish after SIGTERM"),

@@ -175,6 +175,19 @@ class ComfyClient:
                 return len(running) + index
         return None
 
+    async def queue_remaining(self, timeout_s: float) -> int:
+        """GET /prompt's `exec_info.queue_remaining`: prompts queued or running. ComfyUnavailable when ComfyUI does
+        not answer within `timeout_s`."""
+        try:
+            response = await self._http.get("/prompt", timeout=timeout_s)
+        except httpx.HTTPError as exc:
+            raise ComfyUnavailable(f"ComfyUI did not answer GET /prompt within {timeout_s:g}s ({exc!r})") from exc
+        self._expect_ok(response, "GET /prompt")
+        body = self._json(response, "GET /prompt")
+        info = body.get("exec_info") if isinstance(body, Mapping) else None
+        remaining = info.get("queue_remaining") if isinstance(info, Mapping) else None
+        return int(remaining) if isinstance(remaining, int) else 0
+
     async def delete_from_queue(self, prompt_ids: Sequence[str]) -> None:
         """Remove pending prompts; unknown and running ids are ignored by ComfyUI."""
         await self._post("/queue", {"delete": list(prompt_ids)})

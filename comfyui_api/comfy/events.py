@@ -136,6 +136,7 @@ class ComfyEventStream:
         self._last_notice_s = 0.0
         self._executing_prompt_id: str | None = None
         self._executing_node: str | None = None
+        self._last_frame_s = 0.0  # loop time of the last frame from ComfyUI (or of the last connect)
 
     @property
     def connected(self) -> bool:
@@ -144,6 +145,10 @@ class ComfyEventStream:
     @property
     def client_id(self) -> str:
         return self._client_id
+
+    def quiet_s(self) -> float:
+        """Seconds since ComfyUI last sent a frame (or since the socket connected)."""
+        return asyncio.get_running_loop().time() - self._last_frame_s
 
     @property
     def connection_count(self) -> int:
@@ -295,6 +300,7 @@ class ComfyEventStream:
             self._ws = ws
             self._wake.clear()
             self._connection_count += 1
+            self._last_frame_s = asyncio.get_running_loop().time()
             self._connected.set()
             logger.info("ComfyUI websocket connected (connection %d)", self._connection_count)
             if self._connection_count > 1:
@@ -336,6 +342,7 @@ class ComfyEventStream:
         return True
 
     def _handle_frame(self, frame: str | bytes) -> None:
+        self._last_frame_s = asyncio.get_running_loop().time()
         if isinstance(frame, bytes):
             preview = parse_binary_frame(frame)
             if preview is None:

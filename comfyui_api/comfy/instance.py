@@ -19,14 +19,14 @@ import httpx
 from comfyui_api.comfy.client import ComfyClient
 from comfyui_api.comfy.events import ComfyEventStream
 from comfyui_api.comfy.features import ComfyFeatures, detect_features
-from comfyui_api.comfy.messages import ComfyExited
+from comfyui_api.comfy.messages import ComfyExited, ComfyStalled
 from comfyui_api.comfy.process import ComfyProcess
 from comfyui_api.errors import ComfyUnavailable
 from comfyui_api.settings import ComfySettings
 
 logger = logging.getLogger(__name__)
 
-Phase = Literal["starting", "ready", "restarting", "stopped", "failed"]
+Phase = Literal["starting", "ready", "stalled", "restarting", "stopped", "failed"]
 ReadyCallback = Callable[[], Awaitable[None] | None]
 FatalCallback = Callable[[int | None], Awaitable[None] | None]
 
@@ -62,6 +62,7 @@ class ComfyInstance:
         self._ready_callbacks: list[ReadyCallback] = [on_ready] if on_ready else []
         self.on_fatal = on_fatal
         self._supervisor: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._callback_tasks: set[asyncio.Task[None]] = set()
         self._fatal_tasks: set[asyncio.Task[None]] = set()
         self._start_count = 0
@@ -146,17 +147,21 @@ class ComfyInstance:
         self._become_ready()
         if self._process is not None:
             self._supervisor = asyncio.create_task(self._supervise(), name="comfyui-supervisor")
+        if self.settings.stall_timeout_s > 0:
+            self._watchdog = asyncio.create_task(self._watch_for_stalls(), name="comfyui-stall-watchdog")
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """Stop supervising, close the event stream, SIGTERM (then SIGKILL) ComfyUI, close the HTTP client."""
         self._stopping = True
         self._ready.clear()
         current = asyncio.current_task()
-        tasks = [t for t in (self._supervisor, *self._callback_tasks) if t is not None and t is not current]
+        tasks = [
+            t for t in (self._supervisor, self._watchdog, *self._callback_tasks) if t is not None and t is not current
+        ]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._supervisor = None
+        self._supervisor = self._watchdog = None
         await self._events.stop()
         if self._process is not None:
             await self._process.stop(grace_s)
@@ -190,6 +195,51 @@ class ComfyInstance:
     async def _learn_features(self) -> None:
         self._features = await detect_features(self._client)
         logger.info("%s", self._features.describe())
+
+    async def _watch_for_stalls(self) -> None:
+        """COMFYUI_STALL_TIMEOUT_S: ComfyUI is stalled when it does not answer HTTP, or when work is queued and no
+        frame came for that long (a dead worker thread, a hung GPU call). Jobs waiting on it fail at once, /ready says
+        "stalled", and with ALWAYS_RESTART_COMFYUI a ComfyUI we launched is killed so the supervisor relaunches it."""
+        limit_s = self.settings.stall_timeout_s
+        interval_s = min(30.0, max(0.25, limit_s / 4))
+        while not self._stopping:
+            await asyncio.sleep(interval_s)
+            if self._phase not in ("ready", "stalled"):
+                continue  # starting or restarting: the supervisor's business
+            try:
+                reason = await self._stall_reason(limit_s)
+            except Exception:  # task boundary: the watchdog must outlive a surprise in one check
+                logger.exception("the stall check failed")
+                continue
+            if reason is None and self._phase == "stalled":
+                logger.warning("ComfyUI moves again")
+                self._phase = "ready"
+                self._ready.set()
+            elif reason is not None and self._phase == "ready":
+                self._stalled(reason)
+
+    async def _stall_reason(self, limit_s: float) -> str | None:
+        timeout_s = self.settings.http_timeout_s
+        try:
+            remaining = await self._client.queue_remaining(timeout_s)
+        except ComfyUnavailable:
+            return f"it did not answer GET /prompt within {timeout_s:g}s (COMFYUI_HTTP_TIMEOUT_S)"
+        quiet_s = self._events.quiet_s()
+        if remaining > 0 and self._events.connected and quiet_s > limit_s:
+            return (
+                f"{remaining} prompt(s) queued or running and no websocket frame for {quiet_s:.0f}s "
+                f"(COMFYUI_STALL_TIMEOUT_S={limit_s:g})"
+            )
+        return None
+
+    def _stalled(self, reason: str) -> None:
+        self._phase = "stalled"
+        self._ready.clear()
+        logger.error("ComfyUI is stalled: %s", reason)
+        self._events.publish_stream_event(ComfyStalled(self._events.quiet_s(), reason))
+        if self._process is not None and self.settings.always_restart:
+            logger.error("killing the stalled ComfyUI so that it is relaunched (ALWAYS_RESTART_COMFYUI)")
+            self._process.kill_group()
 
     async def _port_taken(self) -> bool:
         """Whether something already listens where the ComfyUI we launch must listen (never taken for ours)."""

@@ -192,7 +192,21 @@ class ComfyExited(ComfyMessage):
         return True
 
 
-STREAM_MESSAGES = (StreamDisconnected, StreamReconnected, ComfyExited)
+@dataclass(frozen=True)
+class ComfyStalled(ComfyMessage):
+    """ComfyUI stopped making progress (no frame for `silent_s` with work queued) or stopped answering HTTP: nothing
+    queued or running in it can be counted on to finish."""
+
+    silent_s: float
+    reason: str
+    raw_type: str = field(default="comfy_stalled", kw_only=True, repr=False, compare=False)
+
+    @property
+    def is_terminal(self) -> bool:
+        return True
+
+
+STREAM_MESSAGES = (StreamDisconnected, StreamReconnected, ComfyExited, ComfyStalled)
 
 
 def message_prompt_id(message: ComfyMessage) -> str | None:

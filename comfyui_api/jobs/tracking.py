@@ -155,6 +155,8 @@ class PromptWatch:
                 return outcome
 
     async def _handle(self, message: msg.ComfyMessage) -> PromptOutcome | None:
+        if isinstance(message, msg.ComfyStalled):
+            raise ComfyUnavailable(f"ComfyUI stalled while job {self._job_id} was active: {message.reason}")
         if isinstance(message, msg.ComfyExited):
             raise ComfyUnavailable(f"ComfyUI exited (code {message.returncode}) while job {self._job_id} was active")
         if isinstance(message, msg.StreamReconnected):

@@ -136,3 +136,25 @@ async def test_json_nested_990_deep_is_a_400_not_a_500(keyed) -> None:
     async with httpx.AsyncClient(base_url=keyed.url(""), timeout=30, headers={"x-api-key": "fixed-key"}) as client:
         response = await client.post("/prompt", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 400 and response.json()["error"]["field"] in ("body", "prompt.1.inputs.a")
+
+
+async def test_a_stalled_comfyui_fails_its_jobs_turns_ready_off_and_is_restarted(tmp_path: Path) -> None:
+    """A sampler step of 30 s stands in for a hung GPU call: work queued, no frame. With a 2 s stall timeout the job
+    fails with a clear 503, /ready says so, and ALWAYS_RESTART_COMFYUI brings a fresh ComfyUI up."""
+    env = {"COMFYUI_STALL_TIMEOUT_S": "2", "ALWAYS_RESTART_COMFYUI": "true"}
+    server = make_server(tmp_path, env=env, step_seconds=30).start()
+    try:
+        await asyncio.to_thread(server.wait_ready)
+        async with httpx.AsyncClient(base_url=server.url(""), timeout=60) as client:
+            response = await client.post("/prompt", json={"prompt": sampler_graph(3, seed=5), "id": "hung"})
+            assert response.status_code == 503, response.text
+            assert "stalled" in response.json()["error"]["message"]
+            assert "COMFYUI_STALL_TIMEOUT_S" in server.logs()
+
+            async def ready_again() -> bool:
+                return (await client.get("/ready")).status_code == 200
+
+            await wait_until(ready_again, timeout_s=30)
+        assert "killing the stalled ComfyUI" in server.logs()
+    finally:
+        await asyncio.to_thread(server.stop)
