@@ -146,6 +146,11 @@ class ComfyEventStream:
     def client_id(self) -> str:
         return self._client_id
 
+    @property
+    def watching(self) -> bool:
+        """Whether some prompt's frames are awaited (a job of ours is queued or running in ComfyUI)."""
+        return bool(self._by_prompt)
+
     def quiet_s(self) -> float:
         """Seconds since ComfyUI last sent a frame (or since the socket connected)."""
         return asyncio.get_running_loop().time() - self._last_frame_s

@@ -225,7 +225,8 @@ class ComfyInstance:
         except ComfyUnavailable:
             return f"it did not answer GET /prompt within {timeout_s:g}s (COMFYUI_HTTP_TIMEOUT_S)"
         quiet_s = self._events.quiet_s()
-        if remaining > 0 and self._events.connected and quiet_s > limit_s:
+        # Frames of other clients' prompts never reach our socket: only a wait on one of ours can count as a stall.
+        if remaining > 0 and self._events.watching and self._events.connected and quiet_s > limit_s:
             return (
                 f"{remaining} prompt(s) queued or running and no websocket frame for {quiet_s:.0f}s "
                 f"(COMFYUI_STALL_TIMEOUT_S={limit_s:g})"
