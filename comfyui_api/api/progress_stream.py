@@ -14,10 +14,8 @@ from collections.abc import AsyncIterator
 from litestar.response import Stream
 
 from comfyui_api.delivery.sse import SSE_HEADERS, SSE_MEDIA_TYPE, sse_stream
-from comfyui_api.dialects.salad_body import result_body
+from comfyui_api.dialects.salad_body import record_body
 from comfyui_api.errors import InvalidRequest
-from comfyui_api.jobs.model import JobResult
-from comfyui_api.jobs.output_delivery import delivery_failure
 from comfyui_api.jobs.registry import JobRegistry
 from comfyui_api.jobs.store import JobRecord
 
@@ -48,13 +46,10 @@ def last_event_id(header: str | None) -> int:
     return seq
 
 
-async def _held_body(record: JobRecord, result: JobResult) -> AsyncIterator[bytes]:
+async def _held_body(record: JobRecord) -> AsyncIterator[bytes]:
     """The synchronous body of a finished job, with its files held in place while they are read."""
-    job = record.request
     with record.hold():
-        async for piece in result_body(
-            result, failure=delivery_failure(job, result), discard_files=False, metadata=job.metadata
-        ):
+        async for piece in record_body(record):
             yield piece
 
 
@@ -63,7 +58,7 @@ async def _frames(
 ) -> AsyncIterator[bytes]:
     frames = sse_stream(
         record.events.follow(after_seq, heartbeat_s=heartbeat_s),
-        serialize_complete=lambda result: _held_body(record, result),
+        serialize_complete=lambda _: _held_body(record),
         metadata=record.request.metadata,
     )
     finished = False

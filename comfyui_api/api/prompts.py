@@ -17,9 +17,8 @@ from comfyui_api.api.progress_stream import job_event_stream, wants_event_stream
 from comfyui_api.api.schemas import ERROR_RESPONSES
 from comfyui_api.api.services import Services, ServicesDependency
 from comfyui_api.dialects.salad import AcceptedResponse, PromptRequest, PromptResponse
-from comfyui_api.dialects.salad_body import SINGLE_PIECE_MAX_BYTES, inline_payload_bytes, result_body
+from comfyui_api.dialects.salad_body import SINGLE_PIECE_MAX_BYTES, inline_payload_bytes, record_body
 from comfyui_api.dialects.salad_request import accepted_body, is_async, to_job_request
-from comfyui_api.errors import ComfyApiError
 from comfyui_api.jobs.output_delivery import delivery_failure
 from comfyui_api.jobs.store import JobRecord
 
@@ -73,22 +72,18 @@ async def run_prompt(body: PromptRequest, services: Services, request: Request[A
     failure = delivery_failure(job, result)
     status_code = failure.status_code if failure is not None else 200
     if inline_payload_bytes(result) > SINGLE_PIECE_MAX_BYTES:
-        return Stream(_released_after(record, failure), media_type="application/json", status_code=status_code)
+        return Stream(_released_after(record), media_type="application/json", status_code=status_code)
     try:
-        pieces = result_body(result, failure=failure, discard_files=False, metadata=job.metadata)
-        content = b"".join([piece async for piece in pieces])
+        content = b"".join([piece async for piece in record_body(record)])
     finally:
         record.unhold()
     return Response(content, media_type="application/json", status_code=status_code)
 
 
-async def _released_after(record: JobRecord, failure: ComfyApiError | None) -> AsyncIterator[bytes]:
+async def _released_after(record: JobRecord) -> AsyncIterator[bytes]:
     """A large body streamed from the kept files; the record's hold (taken by `JobService.run`) ends with it."""
-    assert record.result is not None
     try:
-        async for piece in result_body(
-            record.result, failure=failure, discard_files=False, metadata=record.request.metadata
-        ):
+        async for piece in record_body(record):
             yield piece
     finally:
         record.unhold()

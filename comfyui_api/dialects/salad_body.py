@@ -18,7 +18,9 @@ import msgspec
 from comfyui_api.dialects.salad import ExecutionStats, OutputInfo, StatsBody
 from comfyui_api.errors import ComfyApiError
 from comfyui_api.jobs.model import JobResult, OutputFile, Stats
+from comfyui_api.jobs.output_delivery import delivery_failure
 from comfyui_api.jobs.outputs import discard
+from comfyui_api.jobs.store import JobRecord
 
 # A multiple of 3 bytes, so that the base64 of consecutive chunks concatenates without padding in between.
 CHUNK_BYTES = 3 * 256 * 1024
@@ -120,3 +122,12 @@ async def result_body(
     finally:
         if discard_files:
             discard(result.outputs)
+
+
+def record_body(record: JobRecord) -> AsyncIterator[bytes]:
+    """The synchronous body of a completed job's record: its result, the upload failure (if any) as `error`, and
+    the request's metadata. The record owns the files: reading the body never removes them (hold the record
+    while it is read)."""
+    job, result = record.request, record.result
+    assert result is not None, "only a completed record has a body"
+    return result_body(result, failure=delivery_failure(job, result), discard_files=False, metadata=job.metadata)

@@ -210,9 +210,6 @@ class SqliteJobStore(MemoryJobStore):
         self._db.execute("DELETE FROM jobs WHERE id = ?", (record.id,))  # a resubmitted id starts a new row
         self.save(record)
 
-    def _files_released(self, record: JobRecord) -> None:
-        self.save(record)
-
     def ended(self, record: JobRecord) -> None:
         self.save(record)
         super().ended(record)

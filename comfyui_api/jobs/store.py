@@ -225,14 +225,12 @@ class MemoryJobStore:
                 break
             total -= record.output_bytes
             record.release_files()
-            self._files_released(record)
+            self.save(record)  # the record stays, without its files
             log.info("job %s: output files removed (kept outputs exceed the size bound)", record.id)
 
     def save(self, record: JobRecord) -> None:
-        """Note a change of a record made outside its events (its webhook state). Nothing to do in memory."""
-
-    def _files_released(self, record: JobRecord) -> None:
-        """A hook for journaling stores: the record's files were let go while the record stays."""
+        """Note a change of a record made outside its events (its webhook state, its files let go). Nothing to do in
+        memory; a journaling store writes it."""
 
     def _evict_expired(self) -> None:
         deadline = self._clock() - self._limits.record_ttl_s
