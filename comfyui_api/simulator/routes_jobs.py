@@ -7,24 +7,18 @@ same 400/404 bodies. Reads the queue; changes it only through dequeue and interr
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+from comfyui_api.simulator.routes_prompt import is_canonical_uuid
 
 if TYPE_CHECKING:
     from comfyui_api.simulator.simulator import Simulator
 
 STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled")
 _PREVIEWABLE = ("images", "video", "videos", "audio", "gifs", "3d")
-
-
-def _is_uuid(value: Any) -> bool:
-    try:
-        return isinstance(value, str) and str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
 
 
 def _outputs_summary(outputs: Mapping[str, Any]) -> tuple[int, int, dict[str, Any] | None]:
@@ -168,7 +162,7 @@ def add_routes(routes: web.RouteTableDef, sim: Simulator) -> None:
         job_ids = body.get("job_ids") if isinstance(body, Mapping) else None
         if not isinstance(job_ids, list):
             return web.json_response({"error": "job_ids must be a list"}, status=400)
-        invalid = [j for j in job_ids if not _is_uuid(j)]
+        invalid = [j for j in job_ids if not is_canonical_uuid(j)]
         if invalid:
             return web.json_response({"error": "job_ids contains invalid id(s)", "invalid_ids": invalid}, status=400)
         cancelled = [_cancel(sim, job_id) for job_id in job_ids]

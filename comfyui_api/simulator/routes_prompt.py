@@ -32,7 +32,7 @@ _INVALID_PROMPT_ID = {
 _DUPLICATE_PROMPT_ID = {"type": "duplicate_prompt_id", "message": "prompt_id already exists", "extra_info": {}}
 
 
-def _is_canonical_uuid(value: Any) -> bool:
+def is_canonical_uuid(value: Any) -> bool:
     """ComfyUI's validate_job_id: `str(uuid.UUID(v)) == v`, so only lowercase hyphenated UUID strings pass."""
     if not isinstance(value, str):
         return False
@@ -78,7 +78,7 @@ def add_routes(routes: web.RouteTableDef, sim: Simulator) -> None:
             prompt_id = json_data.get("prompt_id")
             if prompt_id is None:
                 prompt_id = str(uuid.uuid4())
-            elif not _is_canonical_uuid(prompt_id):
+            elif not is_canonical_uuid(prompt_id):
                 return web.json_response({"error": _INVALID_PROMPT_ID, "node_errors": {}}, status=400)
             elif sim.config.reject_duplicate_prompt_ids and sim.queue.knows(prompt_id):
                 error = {**_DUPLICATE_PROMPT_ID, "details": f"prompt_id {prompt_id} already exists"}
