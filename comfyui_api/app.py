@@ -26,6 +26,7 @@ from comfyui_api.api.interrupts import InterruptController
 from comfyui_api.api.jobs import JobsController
 from comfyui_api.api.models import ModelsController
 from comfyui_api.api.prompts import PromptController
+from comfyui_api.api.runpod_routes import RunpodController
 from comfyui_api.api.services import STATE_KEY, Services, provide_services
 from comfyui_api.api.workflow_routes import WorkflowRoutes
 from comfyui_api.runtime import FatalHandler, Runtime
@@ -51,6 +52,12 @@ def _lifespan(
             routes = WorkflowRoutes(app, settings.workflows.workflow_dir, runtime.instance.client)
             runtime.startup.serve_workflows(routes.load)
         runtime.start()
+        if settings.amqp.enabled:
+            from comfyui_api.amqp.worker import AmqpWorker  # aio-pika only when AMQP is configured
+
+            consumer = AmqpWorker(runtime, settings.amqp, system_meta=settings.webhooks.system_meta)
+            runtime.attach(consumer)
+            consumer.start()
         try:
             yield
         finally:
@@ -81,7 +88,14 @@ def build_http_app(
     """Routes, error mapping, body limit, API keys and docs; the services come from `lifespan` (or `state`, in
     tests)."""
     keys = keys if keys is not None else ApiKeys(settings.server)
-    handlers = [PromptController, JobsController, InterruptController, HealthController, ModelsController]
+    handlers = [
+        PromptController,
+        JobsController,
+        InterruptController,
+        HealthController,
+        ModelsController,
+        RunpodController,
+    ]
     security: dict[str, Any] = {}
     if keys.enabled:
         security = {

@@ -16,7 +16,7 @@ import os
 import runpy
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import FrameType
 
 import uvicorn
@@ -147,6 +147,31 @@ def serve(settings: Settings) -> int:
     return server.exit_code
 
 
+def _settings_or_exit(environ: Mapping[str, str]) -> Settings | int:
+    try:
+        settings = load_settings(environ)
+        # A broken manifest is a configuration error: refuse it here, before anything starts.
+        load_manifest(
+            manifest_path=settings.models.manifest_path,
+            manifest_json=settings.models.manifest_json,
+            model_dir=settings.comfy.model_dir,
+        )
+    except (SettingsError, ManifestError) as exc:
+        print(f"comfyui-api: invalid settings: {exc}", file=sys.stderr)
+        return SETTINGS_EXIT_CODE
+    return settings
+
+
+def run_runpod_worker(sdk_argv: Sequence[str]) -> int:
+    settings = _settings_or_exit(os.environ)
+    if isinstance(settings, int):
+        return settings
+    _configure_logging(settings)
+    from comfyui_api.runpod.worker import main as worker_main  # the runpod SDK only for this command
+
+    return worker_main(settings, sdk_argv)
+
+
 def run_simulator(argv: Sequence[str]) -> int:
     sys.argv = ["comfyui_api.simulator", *argv]
     runpy.run_module("comfyui_api.simulator", run_name="__main__", alter_sys=True)
@@ -181,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--host", help="address to listen on (overrides HOST)")
     serve_parser.add_argument("--port", type=int, help="port to listen on (overrides PORT)")
     commands.add_parser(
+        "runpod",
+        help="run as a RunPod serverless worker (the runpod SDK's flags pass through: --test_input, --rp_serve_api)",
+        add_help=False,
+    )
+    commands.add_parser(
         "simulator",
         help="run the bundled ComfyUI simulator (ComfyUI's flags, plus --comfyui-version and --step-seconds)",
         add_help=False,
@@ -192,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "simulator":  # every later argument is the simulator's own (ComfyUI's flags)
         return run_simulator(args[1:])
+    if args and args[0] == "runpod":  # every later argument is the runpod SDK's own
+        return run_runpod_worker(args[1:])
     if not args or (args[0] not in ("serve", "-h", "--help", "--version") and args[0].startswith("-")):
         args.insert(0, "serve")  # compat: `comfyui-api` alone serves, as before subcommands
     options = build_parser().parse_args(args)  # an unknown command or flag exits 2 with a usage line
@@ -200,15 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         environ["HOST"] = options.host
     if options.port is not None:
         environ["PORT"] = str(options.port)
-    try:
-        settings = load_settings(environ)
-        # A broken manifest is a configuration error: refuse it here, before anything starts.
-        load_manifest(
-            manifest_path=settings.models.manifest_path,
-            manifest_json=settings.models.manifest_json,
-            model_dir=settings.comfy.model_dir,
-        )
-    except (SettingsError, ManifestError) as exc:
-        print(f"comfyui-api: invalid settings: {exc}", file=sys.stderr)
-        return SETTINGS_EXIT_CODE
+    settings = _settings_or_exit(environ)
+    if isinstance(settings, int):
+        return settings
     return serve(settings)

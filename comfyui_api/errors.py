@@ -8,6 +8,7 @@ per adapter (`api/errors.py` for HTTP). Nothing here knows about HTTP except the
     │   ├── InvalidRequest           a field of the request is wrong (400, names the field)
     │   ├── PayloadTooLarge          body over MAX_BODY_SIZE_MB (413)
     │   ├── InputStagingError        a media/model input could not be decoded or downloaded (400, names the field)
+    │   ├── URLRefused               a request's URL points where the outbound guard does not go (400, names the field)
     │   ├── WorkflowRejected         ComfyUI refused the graph; carries its `error` and `node_errors` (400)
     │   ├── Unauthorized             no valid API key (401)
     │   └── JobNotFound              no such job id (404)
@@ -64,6 +65,13 @@ class PayloadTooLarge(RequestError):
 
 class InputStagingError(RequestError):
     kind = "input_staging_failed"
+
+
+class URLRefused(RequestError):
+    """A URL from a request resolves to a loopback, private, link-local or otherwise guarded address (or to ComfyUI
+    or this server), or redirects from https to http. See `storage/outbound.py`."""
+
+    kind = "url_refused"
 
 
 class WorkflowRejected(RequestError):

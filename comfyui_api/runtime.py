@@ -14,12 +14,13 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from comfyui_api.comfy.instance import ComfyInstance
 from comfyui_api.delivery.job_webhooks import JobWebhooks
+from comfyui_api.delivery.sender import USER_AGENT
 from comfyui_api.delivery.system_events import SystemEventPublisher
 from comfyui_api.delivery.system_feed import ComfyEventFeed
 from comfyui_api.delivery.webhooks import WebhookDelivery
@@ -39,6 +40,7 @@ from comfyui_api.models.services import ModelServices
 from comfyui_api.settings import Settings
 from comfyui_api.startup import StartupSequence
 from comfyui_api.storage.base import StorageEvent
+from comfyui_api.storage.outbound import Endpoint, OutboundGuard
 from comfyui_api.storage.registry import StorageRegistry
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,33 @@ _CANCEL_WAIT_S = 5.0  # cancelled jobs only withdraw their prompt from ComfyUI; 
 _COMFY_STOP_GRACE_S = 10.0  # SIGTERM to ComfyUI, then SIGKILL: jobs have been drained by then
 _DELIVERY_CLOSE_S = 10.0  # webhooks still pending at shutdown (jobs were drained first) get this long
 _SYSTEM_EVENTS_CLOSE_S = 2.0  # what is still buffered at shutdown is status chatter: not worth holding the exit
+
+
+def outbound_guard(settings: Settings) -> OutboundGuard:
+    """The guard for URLs that come from requests. The origins of URLs the operator configured are trusted; ComfyUI
+    and this server are never reachable through it."""
+    comfy = httpx.URL(settings.comfy.base_url)
+    guard = OutboundGuard(
+        allow_private=settings.storage.allow_private_urls,
+        trusted_origins=settings.storage.trusted_origins,
+        protected=(
+            Endpoint(comfy.host, comfy.port or 80),
+            Endpoint(settings.server.host, settings.server.port),
+        ),
+    )
+    guard.trust(
+        (
+            settings.webhooks.system_url,
+            settings.storage.aws_endpoint_url,
+            settings.storage.hf_endpoint,
+            settings.warmup.prompt_url,
+        )
+    )
+    if settings.storage.allow_private_urls:
+        log.warning(
+            "ALLOW_PRIVATE_URLS=true: URLs in requests may reach loopback, private and cloud metadata addresses"
+        )
+    return guard
 
 
 def _job_store(settings: Settings) -> tuple[MemoryJobStore, Path]:
@@ -86,6 +115,17 @@ def readiness_phase(registry: JobRegistry, instance: ComfyInstanceLike, startup:
     return "ready"
 
 
+class FrontDoor(Protocol):
+    """A front door that takes work on its own (the AMQP consumer): it says what keeps it from being ready, stops
+    taking work when the runtime drains, and closes before the services it uses."""
+
+    def readiness(self) -> str | None: ...
+
+    async def stop_consuming(self) -> None: ...
+
+    async def close(self, grace_s: float) -> None: ...
+
+
 class Runtime:
     """Owns the services of one server run. `start()` in a running event loop, then `drain()` and `close()`."""
 
@@ -93,17 +133,26 @@ class Runtime:
         self.settings = settings
         self._on_fatal = on_fatal
         store, self._work_dir = _job_store(settings)
-        self._http = httpx.AsyncClient(
+        self.outbound = outbound_guard(settings)
+        self._http = self.outbound.client(
             timeout=httpx.Timeout(settings.jobs.download_timeout_s, connect=_DOWNLOAD_CONNECT_TIMEOUT_S)
         )
         self.instance = ComfyInstance(settings.comfy, on_fatal=self._comfy_gone)
         self.registry = JobRegistry(max_depth=settings.server.max_queue_depth)
         self.system_events = SystemEventPublisher(settings.webhooks, job_id_for=self.registry.job_id_for_prompt)
         self._feed = ComfyEventFeed(self.instance.events, self.system_events)
-        self.storage = StorageRegistry.from_settings(settings.storage, on_event=self._storage_event)
-        self.models = ModelServices.from_settings(
-            settings.models, settings.comfy, downloader=storage_downloader(self.storage), on_event=self._model_event
+        self.storage = StorageRegistry.from_settings(
+            settings.storage, guard=self.outbound, on_event=self._storage_event
         )
+        self.models = ModelServices.from_settings(
+            settings.models,
+            settings.comfy,
+            downloader=storage_downloader(self.storage),
+            on_event=self._model_event,
+            url_check=self._check_url,
+        )
+        if self.models.manifest is not None:
+            self.outbound.trust(self.models.manifest.model_urls)
         remote = RegistryInputSource(self.storage, settings.comfy.input_dir)
         # A ComfyUI on another machine cannot read input_dir: staged inputs are uploaded to it instead.
         uploader = None if settings.comfy.inputs_colocated else self.instance.client
@@ -119,8 +168,8 @@ class Runtime:
             delivery=delivery,
             models=self.models.resolver,
         )
-        self.jobs = JobService(self.runner, store)
-        self._webhook_delivery = WebhookDelivery(settings.webhooks)
+        self.jobs = JobService(self.runner, store, url_check=self._check_url)
+        self._webhook_delivery = WebhookDelivery(settings.webhooks, http_client_factory=self._webhook_client)
         self.webhooks = JobWebhooks(self._webhook_delivery, on_change=store.save)
         self.jobs.add_listener(self.webhooks)
         self.startup = StartupSequence(
@@ -128,13 +177,31 @@ class Runtime:
         )
         self.instance.add_ready_callback(self.startup.on_comfy_ready)
         self._start_task: asyncio.Task[None] | None = None
+        self._doors: list[FrontDoor] = []
 
     @property
     def draining(self) -> bool:
         return not self.registry.accepting
 
     def readiness_phase(self) -> str:
-        return readiness_phase(self.registry, self.instance, self.startup)
+        phase = readiness_phase(self.registry, self.instance, self.startup)
+        if phase != "ready":
+            return phase
+        for door in self._doors:
+            if (door_phase := door.readiness()) is not None:
+                return door_phase
+        return phase
+
+    def attach(self, door: FrontDoor) -> None:
+        """A front door whose readiness counts and which is drained and closed with the runtime."""
+        self._doors.append(door)
+
+    async def _check_url(self, url: str, field: str) -> None:
+        await self.outbound.check_url(url, field=field)
+
+    def _webhook_client(self) -> httpx.AsyncClient:
+        # Redirects are not followed: a redirected POST would silently change method or lose its body.
+        return self.outbound.client(follow_redirects=False, headers={"user-agent": USER_AGENT})
 
     def _storage_event(self, event: StorageEvent) -> None:
         """storage.file_uploaded / storage.file_downloaded, forwarded to the system events (a no-op when off)."""
@@ -176,6 +243,8 @@ class Runtime:
 
     async def drain(self, grace_s: float) -> None:
         """Refuse new jobs (/ready turns 503), let live jobs finish for up to grace_s, then cancel the rest."""
+        for door in self._doors:
+            await door.stop_consuming()
         self.registry.stop_admitting()
         log.info("draining: %d job(s) in flight, waiting up to %gs", self.registry.depth, grace_s)
         if not await self.registry.wait_idle(grace_s):
@@ -195,6 +264,8 @@ class Runtime:
             self._start_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._start_task
+        for door in self._doors:
+            await door.close(_DELIVERY_CLOSE_S)
         await self.jobs.settle(_DELIVERY_CLOSE_S)
         await self.webhooks.aclose(_DELIVERY_CLOSE_S)
         await self._webhook_delivery.aclose(_DELIVERY_CLOSE_S)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import quote, urlsplit
 
 T = TypeVar("T")
 
@@ -154,6 +155,8 @@ class StorageSettings:
     transfer_timeout_s: float = 600.0  # STORAGE_TIMEOUT_S: one upload or download, whole
     max_parallel_uploads: int = 4  # MAX_PARALLEL_UPLOADS
     max_base64_fallback_bytes: int = 64 * 1024 * 1024  # MAX_BASE64_FALLBACK_MB
+    allow_private_urls: bool = False  # ALLOW_PRIVATE_URLS: request URLs may reach loopback and private addresses
+    trusted_origins: tuple[str, ...] = ()  # HTTP_TRUSTED_ORIGINS: exact origins request URLs may reach, whatever
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,52 @@ class WorkflowSettings:
 
 
 @dataclass(frozen=True)
+class RunpodBucket:
+    """Where the RunPod worker uploads outputs (BUCKET_* or a gc_hmac.json key file)."""
+
+    endpoint_url: str
+    bucket: str
+    access_key_id: str = field(repr=False)
+    secret_access_key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RunpodSettings:
+    bucket: RunpodBucket | None = None  # BUCKET_ENDPOINT_URL + keys, or RUNPOD_BUCKET_KEYS_FILE
+    comfy_org_api_key: str | None = field(default=None, repr=False)  # COMFY_ORG_API_KEY
+    local_mode: bool = False  # LOCAL_MODE: answer every job with LOCAL_IMAGE_PATH, without ComfyUI
+    local_image_path: Path = Path("/girs.png")  # LOCAL_IMAGE_PATH
+    refresh_worker: bool = False  # REFRESH_WORKER: ask RunPod for a fresh worker after each job
+    max_result_bytes: int = 10 * 1024 * 1024  # RUNPOD_RESULT_LIMIT_MB: RunPod refuses larger /run results
+
+
+@dataclass(frozen=True)
+class AmqpSettings:
+    url: str = field(default="", repr=False)  # AMQP_URL, else built from AMQP_HOST/PORT/USER/PASS/VHOST; "" = off
+    tls_ca_file: Path | None = None  # AMQP_TLS_CA_FILE
+    tls_cert_file: Path | None = None  # AMQP_TLS_CERT_FILE
+    tls_key_file: Path | None = None  # AMQP_TLS_KEY_FILE
+    prefetch: int = 1  # AMQP_PREFETCH: tasks taken at once
+    exchange: str = "runnode.comfyui.topic"  # AMQP_EXCHANGE_TOPIC
+    dead_letter_exchange: str | None = None  # AMQP_DEAD_LETTER_EXCHANGE: where non-JSON messages go
+    instance_id: str | None = None  # INSTANCE_ID (default: from the host name)
+    instance_dedicated_id: str | None = None  # INSTANCE_DEDICATED_ID -> q.instance.<id>
+    instance_workflow_id: str | None = None  # INSTANCE_WORKFLOW_ID -> q.workflow.<id>
+    instance_is_free: bool = False  # INSTANCE_IS_FREE -> q.gpu.free
+    instance_gpu_vram: str | None = None  # INSTANCE_GPU_VRAM: 20G | 40G | 70G -> q.gpu.<vram>
+    heartbeat_enabled: bool = True  # HEARTBEAT_ENABLED
+    heartbeat_interval_ms: int = 5000  # HEARTBEAT_INTERVAL
+    public_url: str | None = None  # COMFY_PUBLIC_URL
+    public_ws_url: str | None = None  # COMFY_PUBLIC_WS_URL
+    api_url: str | None = None  # API_URL
+    supported_models: tuple[str, ...] = ()  # SUPPORTED_MODELS: comma-separated
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     comfy: ComfySettings = field(default_factory=ComfySettings)
@@ -189,6 +238,8 @@ class Settings:
     models: ModelSettings = field(default_factory=ModelSettings)
     warmup: WarmupSettings = field(default_factory=WarmupSettings)
     workflows: WorkflowSettings = field(default_factory=WorkflowSettings)
+    runpod: RunpodSettings = field(default_factory=RunpodSettings)
+    amqp: AmqpSettings = field(default_factory=AmqpSettings)
 
 
 class _Env:
@@ -448,7 +499,22 @@ def _storage_settings(env: _Env) -> StorageSettings:
         transfer_timeout_s=env.number("STORAGE_TIMEOUT_S", 600.0, minimum=0.1),
         max_parallel_uploads=env.integer("MAX_PARALLEL_UPLOADS", 4, minimum=1),
         max_base64_fallback_bytes=int(env.number("MAX_BASE64_FALLBACK_MB", 64.0) * 1024 * 1024),
+        allow_private_urls=env.flag("ALLOW_PRIVATE_URLS", False),
+        trusted_origins=_trusted_origins(env),
     )
+
+
+def _trusted_origins(env: _Env) -> tuple[str, ...]:
+    origins = []
+    for raw in env.text("HTTP_TRUSTED_ORIGINS", "").split(","):
+        item = raw.strip().rstrip("/")
+        if not item:
+            continue
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+            raise SettingsError(f"HTTP_TRUSTED_ORIGINS: {item!r} is not an origin like https://host:port")
+        origins.append(item)
+    return tuple(origins)
 
 
 def _model_settings(env: _Env) -> ModelSettings:
@@ -471,6 +537,106 @@ def _warmup_settings(env: _Env) -> WarmupSettings:
     )
 
 
+_BUCKET_KEY_FILES = (Path("/runpod-volume/keys/gc_hmac.json"), Path("/keys/gc_hmac.json"))
+
+
+def _runpod_bucket(env: _Env) -> RunpodBucket | None:
+    endpoint = env.url("BUCKET_ENDPOINT_URL", None)
+    if endpoint is not None:
+        key_id = env.text("BUCKET_ACCESS_KEY_ID", None)
+        secret = env.text("BUCKET_SECRET_ACCESS_KEY", None)
+        if not key_id or not secret:
+            raise SettingsError("BUCKET_ENDPOINT_URL needs BUCKET_ACCESS_KEY_ID and BUCKET_SECRET_ACCESS_KEY")
+        return _bucket_at(endpoint, env.text("BUCKET_NAME", None), key_id, secret, "BUCKET_ENDPOINT_URL")
+    named = env.path("RUNPOD_BUCKET_KEYS_FILE", None)
+    for path in (named,) if named is not None else _BUCKET_KEY_FILES:
+        if not path.is_file():
+            if named is not None:
+                raise SettingsError(f"RUNPOD_BUCKET_KEYS_FILE={str(path)!r} is not a readable file")
+            continue
+        try:
+            keys = json.loads(path.read_text(encoding="utf-8"))
+            return _bucket_at(
+                str(keys["endpoint_url"]),
+                keys.get("bucket"),
+                str(keys["aws_access_key_id"]),
+                str(keys["aws_secret_access_key"]),
+                str(path),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SettingsError(
+                f"{path}: expected JSON with endpoint_url, bucket, aws_access_key_id, aws_secret_access_key ({exc!r})"
+            ) from None
+    return None
+
+
+def _bucket_at(endpoint: str, bucket: str | None, key_id: str, secret: str, source: str) -> RunpodBucket:
+    """The bucket is BUCKET_NAME (or the file's `bucket`), else the endpoint's path (`https://host/bucket`), else its
+    first host label (`https://bucket.s3.region.amazonaws.com`, as RunPod's own upload helper reads it)."""
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{source}: {endpoint!r} is not an http(s) URL")
+    path_bucket = parts.path.strip("/").split("/", 1)[0]
+    if bucket:
+        return RunpodBucket(endpoint.rstrip("/"), bucket, key_id, secret)
+    if path_bucket:
+        return RunpodBucket(f"{parts.scheme}://{parts.netloc}", path_bucket, key_id, secret)
+    label, _, rest = parts.netloc.partition(".")
+    if not rest:
+        raise SettingsError(f"{source}: cannot tell the bucket from {endpoint!r}; set BUCKET_NAME")
+    return RunpodBucket(f"{parts.scheme}://{rest}", label, key_id, secret)
+
+
+def _runpod_settings(env: _Env) -> RunpodSettings:
+    return RunpodSettings(
+        bucket=_runpod_bucket(env),
+        comfy_org_api_key=env.text("COMFY_ORG_API_KEY", None),
+        local_mode=env.flag("LOCAL_MODE", False),
+        local_image_path=env.path("LOCAL_IMAGE_PATH", Path("/girs.png")),
+        refresh_worker=env.flag("REFRESH_WORKER", False),
+        max_result_bytes=int(env.number("RUNPOD_RESULT_LIMIT_MB", 10.0, minimum=0.001) * 1024 * 1024),
+    )
+
+
+def _amqp_url(env: _Env) -> str:
+    url = env.text("AMQP_URL", "")
+    if url:
+        if not url.startswith(("amqp://", "amqps://")):
+            raise SettingsError("AMQP_URL must start with amqp:// or amqps://")
+        return url
+    host = env.text("AMQP_HOST", "")
+    if not host:
+        return ""
+    user = quote(env.text("AMQP_USER", "guest"), safe="")
+    password = quote(env.text("AMQP_PASS", "guest"), safe="")
+    vhost = quote(env.text("AMQP_VHOST", "/"), safe="")
+    port = env.integer("AMQP_PORT", 5672, minimum=1)
+    return f"amqp://{user}:{password}@{host}:{port}/{vhost}"
+
+
+def _amqp_settings(env: _Env) -> AmqpSettings:
+    return AmqpSettings(
+        url=_amqp_url(env),
+        tls_ca_file=env.path("AMQP_TLS_CA_FILE", None),
+        tls_cert_file=env.path("AMQP_TLS_CERT_FILE", None),
+        tls_key_file=env.path("AMQP_TLS_KEY_FILE", None),
+        prefetch=env.integer("AMQP_PREFETCH", 1, minimum=1),
+        exchange=env.text("AMQP_EXCHANGE_TOPIC", "runnode.comfyui.topic"),
+        dead_letter_exchange=env.text("AMQP_DEAD_LETTER_EXCHANGE", None),
+        instance_id=env.text("INSTANCE_ID", None),
+        instance_dedicated_id=env.text("INSTANCE_DEDICATED_ID", None),
+        instance_workflow_id=env.text("INSTANCE_WORKFLOW_ID", None),
+        instance_is_free=env.flag("INSTANCE_IS_FREE", False),
+        instance_gpu_vram=env.text("INSTANCE_GPU_VRAM", None),
+        heartbeat_enabled=env.flag("HEARTBEAT_ENABLED", True),
+        heartbeat_interval_ms=env.integer("HEARTBEAT_INTERVAL", 5000, minimum=100),
+        public_url=env.text("COMFY_PUBLIC_URL", None),
+        public_ws_url=env.text("COMFY_PUBLIC_WS_URL", None),
+        api_url=env.text("API_URL", None),
+        supported_models=tuple(m.strip() for m in env.text("SUPPORTED_MODELS", "").split(",") if m.strip()),
+    )
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings tree from an environment mapping (default: os.environ)."""
     env = _Env(os.environ if environ is None else environ)
@@ -485,6 +651,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         models=_model_settings(env),
         warmup=_warmup_settings(env),
         workflows=WorkflowSettings(workflow_dir=env.path("WORKFLOW_DIR", None)),
+        runpod=_runpod_settings(env),
+        amqp=_amqp_settings(env),
     )
     if settings.warmup.prompt_file and settings.warmup.prompt_url:
         raise SettingsError("set only one of WARMUP_PROMPT_FILE and WARMUP_PROMPT_URL")
@@ -561,6 +729,8 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("STORAGE_TIMEOUT_S", "600", "one upload or storage download"),
     ("MAX_PARALLEL_UPLOADS", "4", "uploads at once"),
     ("MAX_BASE64_FALLBACK_MB", "64", "inline outputs whose upload failed, up to this much"),
+    ("ALLOW_PRIVATE_URLS", "false", "let request URLs reach loopback, private and link-local addresses"),
+    ("HTTP_TRUSTED_ORIGINS", "", "comma-separated origins (scheme://host:port) request URLs may reach anyway"),
     ("MANIFEST", "", "manifest file (.yml, .yaml or .json) applied at start"),
     ("MANIFEST_JSON", "", "manifest as JSON (wins over MANIFEST)"),
     ("CACHE_DIR", "~/.cache/comfyui-api", "model cache folder"),
@@ -572,4 +742,37 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("WARMUP_REQUIRED", "false", "exit when the warmup fails"),
     ("WARMUP_TIMEOUT_S", "1800", "the warmup's timeout"),
     ("WORKFLOW_DIR", "", "typed workflow endpoints (graph + input schema files)"),
+    ("BUCKET_ENDPOINT_URL", "", "runpod: S3-compatible bucket for outputs (https://bucket.s3.region.amazonaws.com)"),
+    ("BUCKET_ACCESS_KEY_ID", "", "runpod: its access key id"),
+    ("BUCKET_SECRET_ACCESS_KEY", "", "runpod: its secret"),
+    ("BUCKET_NAME", "from BUCKET_ENDPOINT_URL", "runpod: the bucket, when the endpoint does not name it"),
+    ("RUNPOD_BUCKET_KEYS_FILE", "/runpod-volume/keys/gc_hmac.json, /keys/gc_hmac.json", "runpod: bucket key file"),
+    ("COMFY_ORG_API_KEY", "", "runpod: key for ComfyUI's API nodes (a job's comfy_org_api_key wins)"),
+    ("LOCAL_MODE", "false", "runpod: answer every job with LOCAL_IMAGE_PATH, without ComfyUI (a smoke test)"),
+    ("LOCAL_IMAGE_PATH", "/girs.png", "runpod: the image LOCAL_MODE answers with"),
+    ("REFRESH_WORKER", "false", "runpod: ask RunPod for a fresh worker after each job"),
+    ("RUNPOD_RESULT_LIMIT_MB", "10", "runpod: largest result; more fails the job naming the output"),
+    ("AMQP_URL", "", "amqp(s)://user:pass@host:5672/vhost: take tasks from RabbitMQ (off when unset)"),
+    ("AMQP_HOST", "", "amqp: the broker's host, when AMQP_URL is unset"),
+    ("AMQP_PORT", "5672", "amqp: its port"),
+    ("AMQP_USER", "guest", "amqp: user"),
+    ("AMQP_PASS", "guest", "amqp: password"),
+    ("AMQP_VHOST", "/", "amqp: virtual host"),
+    ("AMQP_TLS_CA_FILE", "", "amqps: CA bundle"),
+    ("AMQP_TLS_CERT_FILE", "", "amqps: client certificate"),
+    ("AMQP_TLS_KEY_FILE", "", "amqps: client key"),
+    ("AMQP_PREFETCH", "1", "amqp: tasks taken at once"),
+    ("AMQP_EXCHANGE_TOPIC", "runnode.comfyui.topic", "amqp: topic exchange of events"),
+    ("AMQP_DEAD_LETTER_EXCHANGE", "", "amqp: where messages that are not JSON go (else rejected)"),
+    ("INSTANCE_ID", "from the host name", "amqp: this instance's id in the registry"),
+    ("INSTANCE_DEDICATED_ID", "", "amqp: take tasks from q.instance.<id>"),
+    ("INSTANCE_WORKFLOW_ID", "", "amqp: take tasks from q.workflow.<id>"),
+    ("INSTANCE_IS_FREE", "false", "amqp: take tasks from q.gpu.free"),
+    ("INSTANCE_GPU_VRAM", "20G", "amqp: 20G | 40G | 70G: take tasks from q.gpu.<vram>"),
+    ("HEARTBEAT_ENABLED", "true", "amqp: send service.instance.heartbeat"),
+    ("HEARTBEAT_INTERVAL", "5000", "amqp: heartbeat interval in ms"),
+    ("COMFY_PUBLIC_URL", "", "amqp registry: server_url"),
+    ("COMFY_PUBLIC_WS_URL", "", "amqp registry: ws_url"),
+    ("API_URL", "", "amqp registry: api_url"),
+    ("SUPPORTED_MODELS", "", "amqp registry: comma-separated supported_models"),
 )

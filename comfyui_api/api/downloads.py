@@ -55,6 +55,7 @@ class DownloadController(Controller):
     ) -> Response[dict[str, Any]]:
         url, model_type, filename, wait, credentials = _parse(data)
         model_library.validate(url, model_type, filename)
+        await model_library.check_reachable(url)
         if not wait:
             model_library.start_download(url, model_type, filename, credentials)
             body: dict[str, Any] = {

@@ -58,10 +58,10 @@ async def run_prompt(body: PromptRequest, services: Services, request: Request[A
     job = to_job_request(body, services.settings.jobs, services.storage)
     jobs = services.jobs
     if is_async(job):
-        jobs.submit(job)
+        await jobs.submit(job)
         return Response(accepted_body(body, job_path(job.id)), status_code=202)
     if wants_event_stream(request.headers.get("accept")):
-        record = jobs.submit(job, report_queue_position=True)
+        record = await jobs.submit(job, report_queue_position=True)
         heartbeat_s = services.settings.server.sse_heartbeat_s
         return job_event_stream(
             record, jobs.registry, heartbeat_s=heartbeat_s, cancel_on_disconnect=job.cancel_on_disconnect

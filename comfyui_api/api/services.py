@@ -7,6 +7,7 @@ Holds no module-level state: one `Services` per application.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from litestar.datastructures import State
@@ -34,6 +35,7 @@ class Services:
     storage: StorageRegistry | None = None  # None: uploads are refused (400)
     startup: StartupSequence | None = None  # manifest, model folders, workflows, warmup: /ready waits for them
     webhooks: JobWebhooks | None = None  # None: no webhook is sent (and none can be redelivered)
+    phase: Callable[[], str] | None = None  # the runtime's readiness (its front doors count); None: the services'
 
     @classmethod
     def of(cls, runtime: Runtime) -> Services:
@@ -46,6 +48,7 @@ class Services:
             storage=runtime.storage,
             startup=runtime.startup,
             webhooks=runtime.webhooks,
+            phase=runtime.readiness_phase,
         )
 
     @property
@@ -54,6 +57,8 @@ class Services:
 
     def readiness_phase(self) -> str:
         """ "ready", or why not (see `runtime.readiness_phase`)."""
+        if self.phase is not None:
+            return self.phase()
         return readiness_phase(self.registry, self.instance, self.startup)
 
 

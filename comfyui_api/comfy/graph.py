@@ -208,3 +208,23 @@ def media_inputs(graph: Graph) -> list[MediaInput]:
             if value is not None:
                 found.append(MediaInput(node_id, name, value, kind))
     return found
+
+
+def is_ui_format(document: Mapping[str, Any]) -> bool:
+    """True for a workflow as the editor saves it (`nodes` and `links` lists), which ComfyUI's /prompt cannot run;
+    the API format is what Workflow > Export (API) writes."""
+    return isinstance(document.get("nodes"), list) and isinstance(document.get("links"), list)
+
+
+def rename_inputs(graph: Graph, names: Mapping[str, str]) -> dict[str, Any]:
+    """`graph` with every input whose value is one of `names`' keys set to its value (a file the caller sent by
+    name, now staged under another name)."""
+    renamed: dict[str, Any] = {}
+    for node_id, node in graph.items():
+        inputs = node.get("inputs") if isinstance(node, Mapping) else None
+        if not isinstance(inputs, Mapping) or not any(isinstance(v, str) and v in names for v in inputs.values()):
+            renamed[node_id] = node
+            continue
+        new_inputs = {key: names[v] if isinstance(v, str) and v in names else v for key, v in inputs.items()}
+        renamed[node_id] = {**node, "inputs": new_inputs}
+    return renamed

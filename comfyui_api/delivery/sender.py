@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from comfyui_api.delivery.signing import WebhookSigner, finish_signature, signature_headers
+from comfyui_api.errors import URLRefused
 
 logger = logging.getLogger(__name__)
 
@@ -227,6 +228,8 @@ class WebhookSender:
             return _AttemptResult(None, None, f"no answer within {timeout_s:g}s")
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             return _AttemptResult(None, None, f"unusable URL: {exc}", permanent=True)
+        except URLRefused as exc:  # the outbound guard: no later attempt can do better
+            return _AttemptResult(None, None, f"refused: {exc.message}", permanent=True)
         except httpx.TimeoutException:
             return _AttemptResult(None, None, f"no answer within {timeout_s:g}s")
         except httpx.HTTPError as exc:

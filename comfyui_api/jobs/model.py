@@ -39,11 +39,23 @@ class ConvertSpec:
 
 
 @dataclass(frozen=True)
+class NamedInput:
+    """A file sent beside the graph under a name the graph uses (RunPod's `images`, `videos`, `files`): `data` is
+    base64, a data URI or an http(s) URL; `field` names it in errors. Staged into the job's input folder, and every
+    graph input equal to `name` is pointed at it. `media_only`: refuse what is not an image, video or audio."""
+
+    name: str
+    data: str = field(repr=False)
+    field: str
+    media_only: bool = True
+
+
+@dataclass(frozen=True)
 class JobRequest:
     """One job as every adapter (HTTP, RunPod, AMQP, warmup, workflow endpoints) hands it to the runner.
 
-    `graph` is ComfyUI's API-format graph (ComfyUI calls it "prompt"); `id` is our job id (also sent to ComfyUI as
-    its prompt_id, but the two are kept apart in names).
+    `graph` is ComfyUI's API-format graph (ComfyUI calls it "prompt"); `id` is our job id (ComfyUI's prompt_id is
+    another value, mapped in `jobs/registry.py`).
     """
 
     id: str
@@ -60,6 +72,8 @@ class JobRequest:
     keep_outputs: bool | None = None  # None: the server default (KEEP_OUTPUTS)
     discard_outputs: bool = False  # warmup: run, then throw the outputs away
     metadata: Mapping[str, Any] | None = None  # the caller's, kept on the record and echoed in webhooks and events
+    named_inputs: tuple[NamedInput, ...] = ()
+    extra_data: Mapping[str, Any] | None = field(default=None, repr=False)  # ComfyUI's prompt extra_data (secrets)
 
 
 @dataclass

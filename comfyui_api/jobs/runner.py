@@ -267,7 +267,7 @@ class JobRunner:
         with self._instance.events.subscribe(prompt_id) as subscription:
             clock.queued_ms = _now_ms()
             try:
-                await self._submit(entry, graph, sink)
+                await self._submit(entry, graph, sink, request.extra_data)
             except WorkflowRejected:
                 await self._discard_partial_run(entry, graph, subscription)
                 raise
@@ -292,17 +292,21 @@ class JobRunner:
     async def _prepare(self, request: JobRequest) -> dict[str, Any]:
         """Stage media inputs, fetch models given by URL, then give this job its own output names and normalised
         paths."""
-        graph, _ = await self._stager.stage(request.id, request.graph, credentials=request.credentials)
+        graph, _ = await self._stager.stage(
+            request.id, request.graph, credentials=request.credentials, named=request.named_inputs
+        )
         if self._models is not None:
             graph, self._model_leases[request.id] = await self._models.resolve_model_urls(graph, request.credentials)
         graph = comfy_graph.rewrite_filename_prefixes(graph, request.id)
         return comfy_graph.normalise_paths(mark_run(graph, self._instance.features.output_classes))
 
-    async def _submit(self, entry: JobEntry, graph: Mapping[str, Any], sink: EventSink) -> None:
+    async def _submit(
+        self, entry: JobEntry, graph: Mapping[str, Any], sink: EventSink, extra_data: Mapping[str, Any] | None
+    ) -> None:
         client = self._instance.client
         prompt_id = entry.prompt_id
         assert prompt_id is not None
-        await client.queue_prompt(graph, prompt_id=prompt_id, client_id=self._instance.client_id)
+        await client.queue_prompt(graph, prompt_id=prompt_id, client_id=self._instance.client_id, extra_data=extra_data)
         if entry.status is JobStatus.STAGING:  # the prompt may already have started (fast ComfyUI, frames first)
             entry.status = JobStatus.QUEUED
         if not entry.reports_queue_position:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from comfyui_api.errors import ComfyApiError, InvalidRequest, JobCancelled
@@ -18,6 +18,7 @@ from comfyui_api.jobs.model import JobFailed, JobRequest, JobResult
 from comfyui_api.jobs.registry import JobRegistry
 from comfyui_api.jobs.runner import JobRunner
 from comfyui_api.jobs.store import STATES, JobRecord, MemoryJobStore
+from comfyui_api.storage.registry import UPLOAD_REQUEST_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,36 @@ class JobListener(Protocol):
     def job_ended(self, record: JobRecord) -> None: ...
 
 
+UrlCheck = Callable[[str, str], Awaitable[None]]
+"""`(url, field)`: returns when a request may make us reach `url`, raises URLRefused naming `field` when not."""
+
+
+def request_urls(request: JobRequest) -> list[tuple[str, str]]:
+    """The URLs a job will send to once it has run, with the request field naming each: webhooks, an http upload
+    target and per-request S3 endpoints. (Media and model URLs are checked when they are fetched, naming their
+    input.)"""
+    urls: list[tuple[str, str]] = []
+    if request.webhook_v2_url:
+        urls.append((request.webhook_v2_url, "webhook_v2"))
+    if request.webhook_v1_url:
+        urls.append((request.webhook_v1_url, "webhook"))
+    if request.upload is not None and request.upload.provider == "http":
+        prefix = request.upload.options.get("url_prefix")
+        if isinstance(prefix, str):
+            urls.append((prefix, f"{UPLOAD_REQUEST_KEYS['http']}.url_prefix"))
+    for index, credential in enumerate(request.credentials):
+        for name in ("endpoint_url", "endpoint"):
+            endpoint = credential.auth.get(name)
+            if isinstance(endpoint, str) and endpoint:
+                urls.append((endpoint, f"credentials[{index}].auth.{name}"))
+    return urls
+
+
 class JobService:
-    def __init__(self, runner: JobRunner, store: MemoryJobStore):
+    def __init__(self, runner: JobRunner, store: MemoryJobStore, *, url_check: UrlCheck | None = None):
         self._runner = runner
         self._store = store
+        self._url_check = url_check
         self._listeners: list[JobListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -49,11 +76,15 @@ class JobService:
     def add_listener(self, listener: JobListener) -> None:
         self._listeners.append(listener)
 
-    def submit(self, request: JobRequest, *, report_queue_position: bool = False) -> JobRecord:
-        """Admit and start a job; its record from then on. Refusals (ComfyUI not ready, queue full, id live) are
-        raised here, before anything runs or is recorded."""
+    async def submit(self, request: JobRequest, *, report_queue_position: bool = False) -> JobRecord:
+        """Admit and start a job; its record from then on. Refusals (a URL the outbound guard refuses, ComfyUI not
+        ready, queue full, id live) are raised here, before anything runs or is recorded."""
+        if self._url_check is not None:
+            for url, field in request_urls(request):
+                await self._url_check(url, field)
         record = JobRecord(request)
         task = self._runner.start(request, record.apply, report_queue_position=report_queue_position)
+        task.add_done_callback(_retrieve_outcome)  # the record holds the outcome; asyncio need not report it
         self._store.put(record)
         follower = asyncio.create_task(self._follow(record, task), name=f"job-record:{request.id}")
         self._tasks.add(follower)
@@ -64,7 +95,7 @@ class JobService:
         """Submit and wait for the outcome: the completed record (its `result` set), or the job's ComfyApiError. The
         record comes back held (`JobRecord.acquire`): its files stay until the caller's `unhold`. A caller that is
         cancelled cancels the job (and waits, bounded, for it to wind down)."""
-        record = self.submit(request)
+        record = await self.submit(request)
         record.acquire()
         try:
             await record.wait()
@@ -150,6 +181,11 @@ class JobService:
             except Exception:  # task boundary: one listener's failure must not reach the others
                 log.exception("job %s: a job listener failed", record.id)
         self._store.ended(record)
+
+
+def _retrieve_outcome(task: asyncio.Task[JobResult]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _task_error(task: asyncio.Task[JobResult]) -> ComfyApiError | None:

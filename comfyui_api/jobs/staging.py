@@ -23,11 +23,12 @@ from typing import Any, Protocol
 import httpx
 
 from comfyui_api.comfy import graph as comfy_graph
-from comfyui_api.errors import ComfyApiError, InputStagingError, InvalidRequest
+from comfyui_api.errors import ComfyApiError, InputStagingError, InvalidRequest, URLRefused
 from comfyui_api.jobs import media
+from comfyui_api.jobs.model import NamedInput
 from comfyui_api.settings import JobSettings
 from comfyui_api.storage.base import Credential
-from comfyui_api.storage.filenames import path_escape
+from comfyui_api.storage.filenames import path_escape, safe_filename
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
 _BASE64_MIN_CHARS = 64  # shorter strings without a dot are treated as (odd) file names, not as base64
 _WRITE_CHUNK_BYTES = 1024 * 1024
+_NAMED_FOLDER = "named"  # files sent by name (RunPod's images/videos/files), inside the job's input folder
 
 
 class RemoteSource(Protocol):
@@ -174,16 +176,25 @@ class InputStager:
         return self._input_dir / job_id
 
     async def stage(
-        self, job_id: str, graph: Mapping[str, Any], *, credentials: Sequence[Credential] = ()
+        self,
+        job_id: str,
+        graph: Mapping[str, Any],
+        *,
+        credentials: Sequence[Credential] = (),
+        named: Sequence[NamedInput] = (),
     ) -> tuple[dict[str, Any], list[StagedInput]]:
-        """Stage every encoded or remote media input; returns the rewritten graph and what was staged. Plain file
-        names and output prefixes that would reach outside ComfyUI's folders are refused first (400 naming the
-        field), before anything is fetched."""
+        """Stage every encoded or remote media input, and every file sent by name (`named`, with the inputs naming
+        it pointed at it); returns the rewritten graph and what was staged. Plain file names and output prefixes
+        that would reach outside ComfyUI's folders are refused first (400 naming the field), before anything is
+        fetched."""
+        named_staged: list[StagedInput] = []
+        if named:
+            graph, named_staged = await self._stage_named(job_id, graph, named, credentials)
         inputs = comfy_graph.media_inputs(graph)
         self._check_names(graph, inputs)
         pending = [item for item in inputs if _needs_staging(item.value)]
         if not pending:
-            return dict(graph), []
+            return dict(graph), named_staged
         job_dir = self.job_dir(job_id)
         job_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -192,12 +203,50 @@ class InputStager:
         except BaseExceptionGroup as failures:
             raise _first_error(failures) from None
         rewritten: dict[str, Any] = dict(graph)
-        staged: list[StagedInput] = []
+        staged: list[StagedInput] = list(named_staged)
         for item, task in zip(pending, tasks, strict=True):
             value, files = task.result()
             rewritten = comfy_graph.with_input(rewritten, item.node_id, item.input_name, value)
             staged.extend(files)
         return rewritten, staged
+
+    async def _stage_named(
+        self, job_id: str, graph: Mapping[str, Any], named: Sequence[NamedInput], credentials: Sequence[Credential]
+    ) -> tuple[dict[str, Any], list[StagedInput]]:
+        """Each named file into `<job>/named/<its sanitised name>`; inputs naming it now name that."""
+        folder = self.job_dir(job_id) / _NAMED_FOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        renames: dict[str, str] = {}
+        staged: list[StagedInput] = []
+        taken: set[str] = set()
+        for index, item in enumerate(named):
+            name = safe_filename(item.name, fallback=f"input-{index}")
+            if name in taken:
+                name = f"{index}-{name}"
+            taken.add(name)
+            path, content_type = await self._stage_named_file(item, folder, name, f"{index:04d}", credentials)
+            value = await self._hand_over(path, f"{job_id}/{_NAMED_FOLDER}", item.field)
+            renames[item.name] = value
+            staged.append(StagedInput("", item.name, path, value, content_type))
+        return comfy_graph.rename_inputs(graph, renames), staged
+
+    async def _stage_named_file(
+        self, item: NamedInput, folder: Path, name: str, stem: str, credentials: Sequence[Credential]
+    ) -> tuple[Path, str]:
+        if _URL_SCHEME.match(item.data):
+            raw_path = await self._fetch(item.data, folder, stem, item.field, credentials)
+        elif _is_encoded(item.data) or not item.media_only:
+            raw_path = folder / f"{stem}.part"
+            await asyncio.to_thread(self._decode_to_file, item.data, raw_path, item.field)
+        else:
+            raise InputStagingError("expected base64, a data URI or an http(s) URL", field=item.field)
+        found = await asyncio.to_thread(media.sniff_file, raw_path)
+        if found is None and item.media_only:
+            raw_path.unlink(missing_ok=True)
+            raise InputStagingError("unrecognised media type: not an image, video or audio file", field=item.field)
+        final = folder / name
+        raw_path.replace(final)
+        return final, found.content_type if found is not None else "application/octet-stream"
 
     def _check_names(self, graph: Mapping[str, Any], inputs: Sequence[comfy_graph.MediaInput]) -> None:
         for item in inputs:
@@ -288,6 +337,8 @@ class InputStager:
                         fetched = await self._remote.download(url, folder, credentials=credentials, max_bytes=limit)
                 except TimeoutError:
                     raise InputStagingError(self._timeout_message(), field=field) from None
+                except URLRefused as exc:
+                    raise URLRefused(exc.message, field=field) from None
                 except ComfyApiError as exc:
                     raise InputStagingError(f"download failed: {exc.message}", field=field) from None
                 staged = fetched.rename(job_dir / f"{stem}.part")
@@ -317,6 +368,8 @@ class InputStager:
                     await self._save_stream(response, dest, limit, field)
         except TimeoutError:
             raise InputStagingError(self._timeout_message(), field=field) from None
+        except URLRefused as exc:
+            raise URLRefused(exc.message, field=field) from None
         except httpx.HTTPError as exc:
             raise InputStagingError(f"download failed: {type(exc).__name__}: {exc}", field=field) from None
 

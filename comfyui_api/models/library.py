@@ -18,7 +18,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -44,6 +44,10 @@ class DownloadResult:
     duration_s: float
 
 
+UrlCheck = Callable[[str, str], Awaitable[None]]
+"""`(url, field)`: returns when a request may make us fetch `url`, raises URLRefused naming `field` when not."""
+
+
 class ModelLibrary:
     """`folders` are the model types accepted (ComfyUI's folder keys); `url_schemes` those the downloader serves."""
 
@@ -54,12 +58,19 @@ class ModelLibrary:
         *,
         folders: Iterable[str] = COMFY_MODEL_FOLDERS,
         url_schemes: Iterable[str] = DEFAULT_URL_SCHEMES,
+        url_check: UrlCheck | None = None,
     ):
         self.cache = cache
+        self._url_check = url_check
         self.model_dir = model_dir
         self.folders = frozenset(folders)
         self.url_schemes = frozenset(s.lower() for s in url_schemes)
         self._background: set[asyncio.Task[DownloadResult]] = set()
+
+    async def check_reachable(self, url: str) -> None:
+        """Raise URLRefused naming `url` when an http(s) URL leads where request URLs may not go."""
+        if self._url_check is not None and urlsplit(url).scheme.lower() in ("http", "https"):
+            await self._url_check(url, "url")
 
     def validate(self, url: object, model_type: object, filename: object = None) -> None:
         """Raise InvalidRequest naming `url`, `model_type` or `filename` when one is unusable."""

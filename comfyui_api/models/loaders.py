@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from comfyui_api.errors import ComfyApiError, InputStagingError
+from comfyui_api.errors import ComfyApiError, InputStagingError, URLRefused
 from comfyui_api.models.cache import CachePin, ModelCache
 from comfyui_api.models.urls import cache_url, is_url
 from comfyui_api.storage.base import Credential
@@ -236,6 +236,8 @@ class ModelResolver:
                 model = await self.cache.fetch(item.url, credentials, lease=lease)
                 folder_dir = self.model_dir / item.folder
                 placed = await self.cache.place(model, folder_dir / model.filename)
+        except URLRefused as exc:
+            raise URLRefused(f"{item.field}: {exc.message}", field=item.field) from None
         except ComfyApiError as exc:
             raise InputStagingError(
                 f"{item.field}: could not load the model at {cache_url(item.url)}: {exc.message}",

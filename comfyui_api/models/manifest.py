@@ -97,6 +97,11 @@ class Manifest:
     def is_empty(self) -> bool:
         return not (self.apt or self.pip or self.custom_nodes or self.before_start or self.after_start)
 
+    @property
+    def model_urls(self) -> tuple[str, ...]:
+        """Every model URL the manifest names (the operator's own, so the outbound guard trusts their origins)."""
+        return tuple(model.url for model in (*self.before_start, *self.after_start))
+
 
 def load_manifest(*, manifest_path: Path | None, manifest_json: str | None, model_dir: Path) -> Manifest | None:
     """Read the manifest named by MANIFEST_JSON (wins) or MANIFEST; None when neither is set."""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from comfyui_api.models.cache import EventCallback, ModelCache
 from comfyui_api.models.download import AccessCheck, Downloader
-from comfyui_api.models.library import DEFAULT_URL_SCHEMES, ModelLibrary
+from comfyui_api.models.library import DEFAULT_URL_SCHEMES, ModelLibrary, UrlCheck
 from comfyui_api.models.loaders import ModelCatalog, ModelResolver, discover_loader_folders
 from comfyui_api.models.manifest import Manifest, load_manifest
 from comfyui_api.models.provisioner import AfterStartStatus, Provisioner, StepReport
@@ -48,6 +48,7 @@ class ModelServices:
         on_event: EventCallback | None = None,
         url_schemes: frozenset[str] = DEFAULT_URL_SCHEMES,
         max_parallel_downloads: int = 4,
+        url_check: UrlCheck | None = None,
     ) -> ModelServices:
         """Reads the manifest (raises ManifestError naming MANIFEST/MANIFEST_JSON and the entry); no I/O besides.
         `downloader` defaults to plain http(s); pass the storage registry's to serve s3://, Azure and HF URLs."""
@@ -74,7 +75,7 @@ class ModelServices:
         return cls(
             cache=cache,
             resolver=ModelResolver(cache, comfy.model_dir, max_parallel=max_parallel_downloads),
-            library=ModelLibrary(cache, comfy.model_dir, url_schemes=url_schemes),
+            library=ModelLibrary(cache, comfy.model_dir, url_schemes=url_schemes, url_check=url_check),
             manifest=manifest,
             provisioner=provisioner,
             ready_waits_for_after_start=models.ready_waits_for_after_start,

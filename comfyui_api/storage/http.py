@@ -27,6 +27,7 @@ from comfyui_api.storage.credentials import (
 )
 from comfyui_api.storage.filenames import download_filename
 from comfyui_api.storage.localfiles import IncomingFile, check_size, file_size, read_chunks
+from comfyui_api.storage.outbound import MAX_REDIRECTS, OutboundGuard, refuse_downgrade
 
 logger = logging.getLogger(__name__)
 
@@ -95,12 +96,17 @@ class HttpProvider:
         timeout_s: float,
         auth_header: tuple[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        guard: OutboundGuard | None = None,
     ):
+        """`guard` checks every hop of every download and upload (request URLs); None only for operator-set URLs."""
         self._auth_header = auth_header
+        inner = transport or (guard.transport(retries=1) if guard else httpx.AsyncHTTPTransport(retries=1))
         self._client = httpx.AsyncClient(
-            transport=_CredentialTransport(transport or httpx.AsyncHTTPTransport(retries=1)),
+            transport=_CredentialTransport(inner),
             timeout=httpx.Timeout(timeout_s, connect=min(_CONNECT_TIMEOUT_S, timeout_s)),
             follow_redirects=True,
+            max_redirects=MAX_REDIRECTS,
+            event_hooks={"response": [refuse_downgrade]} if guard else None,
             trust_env=False,
         )
 

@@ -30,6 +30,7 @@ from comfyui_api.storage.base import (
 )
 from comfyui_api.storage.credentials import redact_url, scrub, secrets_of, validate_credentials
 from comfyui_api.storage.filenames import DEFAULT_CONTENT_TYPE, content_type_for, path_escape, safe_filename
+from comfyui_api.storage.outbound import OutboundGuard
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +76,16 @@ class StorageRegistry:
         self._on_event = on_event
 
     @classmethod
-    def from_settings(cls, settings: StorageSettings, *, on_event: StorageEventSink | None = None) -> StorageRegistry:
+    def from_settings(
+        cls,
+        settings: StorageSettings,
+        *,
+        guard: OutboundGuard | None = None,
+        on_event: StorageEventSink | None = None,
+    ) -> StorageRegistry:
         """Initialise every configured provider (HTTP always). One that is not configured or fails to initialise is
-        recorded with its reason and logged; requests naming it get a 400 saying why."""
+        recorded with its reason and logged; requests naming it get a 400 saying why. `guard` checks the URLs
+        requests bring (http(s) downloads and uploads, per-request S3 endpoints)."""
         # Imported here so that importing the registry does not pull in every SDK.
         from comfyui_api.storage.azure import AzureBlobProvider
         from comfyui_api.storage.hf import HuggingFaceProvider
@@ -90,7 +98,7 @@ class StorageRegistry:
             header = (settings.http_auth_header_name, settings.http_auth_header_value)
         factories: dict[str, Any] = {
             "s3": lambda: S3Provider(
-                region=settings.aws_region, endpoint_url=settings.aws_endpoint_url, timeout_s=timeout_s
+                region=settings.aws_region, endpoint_url=settings.aws_endpoint_url, timeout_s=timeout_s, guard=guard
             ),
             "azure_blob": lambda: AzureBlobProvider(
                 timeout_s=timeout_s,
@@ -102,7 +110,7 @@ class StorageRegistry:
             "hf": lambda: HuggingFaceProvider(
                 endpoint=settings.hf_endpoint, token=settings.hf_token, timeout_s=timeout_s
             ),
-            "http": lambda: HttpProvider(timeout_s=timeout_s, auth_header=header),
+            "http": lambda: HttpProvider(timeout_s=timeout_s, auth_header=header, guard=guard),
         }
         secrets = secrets_of(
             (),

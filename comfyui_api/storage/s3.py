@@ -24,6 +24,7 @@ from comfyui_api.storage.base import Credential, ProviderNotConfigured, Uploaded
 from comfyui_api.storage.credentials import S3Credentials, describe_error, s3_credentials_for, secrets_of
 from comfyui_api.storage.filenames import download_filename
 from comfyui_api.storage.localfiles import CHUNK_BYTES, FileSlice, IncomingFile, check_size, file_size
+from comfyui_api.storage.outbound import OutboundGuard
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,9 @@ class S3Provider:
         part_size_bytes: int = 8 * _MIB,
         max_parallel_parts: int = 4,
         multipart_threshold_bytes: int = 16 * _MIB,
+        guard: OutboundGuard | None = None,
     ):
+        """`guard` checks a request's own `endpoint_url` (AWS_ENDPOINT_URL is the operator's and trusted)."""
         if not region and not endpoint_url:
             raise ProviderNotConfigured("set AWS_REGION (or AWS_DEFAULT_REGION) or AWS_ENDPOINT_URL to enable S3")
         self._region = region
@@ -74,6 +77,7 @@ class S3Provider:
         self._part_size_bytes = max(part_size_bytes, 5 * _MIB)  # S3's minimum part size
         self._max_parallel_parts = max(1, max_parallel_parts)
         self._multipart_threshold_bytes = multipart_threshold_bytes
+        self._guard = guard
         self._session = AioSession()
         self._default_client: Any = None
         self._stack = contextlib.AsyncExitStack()
@@ -107,6 +111,8 @@ class S3Provider:
                     self._default_client = await self._stack.enter_async_context(creator)
             yield self._default_client
             return
+        if explicit.endpoint_url and self._guard is not None:
+            await self._guard.check_url(explicit.endpoint_url, field="credentials.auth.endpoint_url")
         endpoint_url = explicit.endpoint_url or self._endpoint_url
         async with self._session.create_client(
             "s3",

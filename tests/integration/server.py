@@ -159,6 +159,7 @@ class ServerProcess:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    args: tuple[str, ...] = ()  # after `python -m comfyui_api` (e.g. a subcommand)
     _log_handle: Any = field(default=None, repr=False)
 
     @property
@@ -179,7 +180,7 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         self._log_handle = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "comfyui_api"],
+            [sys.executable, "-m", "comfyui_api", *self.args],
             cwd=REPO_ROOT,
             env=self.env,
             stdout=self._log_handle,
@@ -272,6 +273,9 @@ def make_server(
             "SHUTDOWN_GRACE_S": "20",
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
+            # The test servers (webhook receivers, file and object stores) listen on loopback; the guard itself is
+            # tested with this off (test_server_security.py, tests/component/storage/test_outbound_guard.py).
+            "ALLOW_PRIVATE_URLS": "true",
         }
     )
     if TARGET.is_real:

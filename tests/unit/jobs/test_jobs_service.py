@@ -77,7 +77,7 @@ async def test_submit_then_poll_and_list(tmp_path: Path, http) -> None:
     harness = Harness(tmp_path, http, success_script(tmp_path / "output", PNG))
     service, _ = service_for(harness)
     for name in ("a", "b", "c"):
-        service.submit(request(name))
+        await service.submit(request(name))
     done = await service.wait("c", timeout_s=5)
     await asyncio.gather(*(service.wait(name, 5) for name in ("a", "b")))
     assert done.status == "completed"
@@ -99,9 +99,9 @@ async def test_submit_then_poll_and_list(tmp_path: Path, http) -> None:
 async def test_cancel_a_queued_and_a_running_job_idempotently(tmp_path: Path, http) -> None:
     harness = Harness(tmp_path, http, lambda pid, graph: [msg.ExecutionStart(pid, 1), msg.Executing(pid, "1")])
     service, listener = service_for(harness)
-    running = service.submit(request("running", timeout_s=30))
+    running = await service.submit(request("running", timeout_s=30))
     await asyncio.wait_for(_until(lambda: running.status == "running"), 5)
-    queued = service.submit(request("queued", timeout_s=30))
+    queued = await service.submit(request("queued", timeout_s=30))
     assert await service.cancel("running") is True
     assert await service.cancel("queued") is True
     assert await service.cancel("running") is False, "already cancelled"
@@ -120,7 +120,7 @@ async def test_events_joined_mid_job_and_after_it_tell_the_whole_story(tmp_path:
 
     harness = Harness(tmp_path, http, script)
     service, _ = service_for(harness)
-    record = service.submit(request("story"))
+    record = await service.submit(request("story"))
     await asyncio.wait_for(_until(lambda: record.status == "running"), 5)
     mid = asyncio.create_task(_names(service, "story"))
     await asyncio.sleep(0.05)

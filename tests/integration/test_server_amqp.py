@@ -1,0 +1,218 @@
+"""Scale-out over the real RabbitMQ (127.0.0.1:5672, guest/guest), the simulator as ComfyUI: tasks from the input
+queue run through the job service, every event carries the protocol's envelope and routing key, a malformed body
+gets an execution_error (and non-JSON is dead-lettered), the registry hears register/heartbeat/unregister, the
+shared queue honours priorities, and a worker SIGKILLed mid-task loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+import pytest
+
+from comfyui_api.amqp.producer import TaskProducer
+from tests.integration.server import ServerProcess, image_graph, make_server, sampler_graph, wait_until
+
+pytestmark = [pytest.mark.simulator_only, pytest.mark.slow]
+
+BROKER = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+@pytest.fixture
+def exchange() -> str:
+    return f"test.comfyui.{uuid.uuid4().hex[:8]}"  # one exchange a test: no stray events from other tests
+
+
+class Events:
+    """Every event on the exchange, in arrival order."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, dict[str, Any]]] = []
+
+    async def on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        self.items.append((message.routing_key or "", json.loads(message.body)))
+
+    def of(self, task_id: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(key, body) for key, body in self.items if body.get("task_id") == task_id]
+
+    def keys(self, prefix: str) -> list[str]:
+        return [key for key, _ in self.items if key.startswith(prefix)]
+
+
+@pytest.fixture
+async def events(exchange: str) -> AsyncIterator[Events]:
+    connection = await aio_pika.connect_robust(BROKER, timeout=10)
+    channel = await connection.channel()
+    topic = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(topic, routing_key="#")
+    collected = Events()
+    await queue.consume(collected.on_message, no_ack=True)
+    yield collected
+    await topic.delete()
+    await connection.close()
+
+
+def worker(root: Path, exchange: str, **env: str) -> ServerProcess:
+    base = {"AMQP_URL": BROKER, "AMQP_EXCHANGE_TOPIC": exchange, "HEARTBEAT_INTERVAL": "300", **env}
+    return make_server(root, env=base, step_seconds=0.01)
+
+
+@pytest.fixture
+def workers() -> Iterator[list[ServerProcess]]:
+    started: list[ServerProcess] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+def start(workers: list[ServerProcess], server: ServerProcess) -> ServerProcess:
+    workers.append(server.start())
+    server.wait_ready()
+    return server
+
+
+async def delete_queue(name: str) -> None:
+    connection = await aio_pika.connect_robust(BROKER, timeout=10)
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(name)
+
+
+async def test_a_task_runs_and_every_event_has_the_envelope_and_routing_key(
+    tmp_path: Path, exchange: str, events: Events, workers: list[ServerProcess]
+) -> None:
+    queue_id = uuid.uuid4().hex[:8]
+    start(workers, worker(tmp_path, exchange, INSTANCE_DEDICATED_ID=queue_id, SYSTEM_META_region="eu-1"))
+    async with TaskProducer(BROKER, exchange=exchange) as producer:
+        task_id = await producer.submit(f"q.instance.{queue_id}", {"prompt": sampler_graph(5), "metadata": {"a": 1}})
+        result = await producer.result(task_id, timeout_s=60)
+    assert result["event_type"] == "execution_success"
+    assert set(result) == {"protocol_version", "task_id", "event_type", "timestamp", "data", "metadata"}
+    assert result["protocol_version"] == "1.0" and result["metadata"] == {"region": "eu-1", "a": 1}
+    assert len(result["data"]["images"]) == 1 and result["data"]["stats"]["total_time"] > 0
+    await wait_until(lambda: _async_true(any(k == "event.result.execution_success" for k, _ in events.of(task_id))))
+    keys = [key for key, _ in events.of(task_id)]
+    assert keys[0] == "event.result.execution_start" and keys[-1] == "event.result.execution_success"
+    assert "event.stream.progress" in keys and "event.result.executed" in keys
+    progress = next(body["data"] for key, body in events.of(task_id) if key == "event.stream.progress")
+    assert {"value", "max", "prompt_id", "node", "percent"} <= set(progress)
+    await delete_queue(f"q.instance.{queue_id}")
+
+
+async def _async_true(value: bool) -> bool:
+    return value
+
+
+async def test_a_malformed_body_gets_an_error_event_and_non_json_is_dead_lettered(
+    tmp_path: Path, exchange: str, workers: list[ServerProcess]
+) -> None:
+    queue_id = uuid.uuid4().hex[:8]
+    dead = f"test.dead.{queue_id}"
+    connection = await aio_pika.connect_robust(BROKER, timeout=10)
+    async with connection:
+        channel = await connection.channel()
+        dlx = await channel.declare_exchange(dead, aio_pika.ExchangeType.FANOUT, durable=False, auto_delete=True)
+        parked = await channel.declare_queue(exclusive=True)
+        await parked.bind(dlx)
+        start(workers, worker(tmp_path, exchange, INSTANCE_WORKFLOW_ID=queue_id, AMQP_DEAD_LETTER_EXCHANGE=dead))
+        async with TaskProducer(BROKER, exchange=exchange) as producer:
+            task_id = await producer.submit(f"q.workflow.{queue_id}", {"prompt": image_graph(), "timeout_s": "soon"})
+            error = await producer.result(task_id, timeout_s=30)
+            await channel.default_exchange.publish(aio_pika.Message(b"{not json"), routing_key=f"q.workflow.{queue_id}")
+            await wait_until(lambda: _has_message(parked), timeout_s=15)
+        assert error["event_type"] == "execution_error"
+        assert error["data"]["field"] == "timeout_s"
+        await channel.queue_delete(f"q.workflow.{queue_id}")
+
+
+async def _has_message(queue: aio_pika.abc.AbstractQueue) -> bool:
+    message = await queue.get(fail=False)
+    return message is not None and message.body == b"{not json"
+
+
+async def test_the_registry_hears_register_heartbeats_and_unregister(
+    tmp_path: Path, exchange: str, events: Events, workers: list[ServerProcess]
+) -> None:
+    queue_id = uuid.uuid4().hex[:8]
+    server = start(workers, worker(tmp_path, exchange, INSTANCE_DEDICATED_ID=queue_id, INSTANCE_ID=f"gpu-{queue_id}"))
+    await wait_until(lambda: _async_true(len(events.keys("service.instance.heartbeat")) >= 2), timeout_s=15)
+    server.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(server.wait_exit) == 0
+    await wait_until(lambda: _async_true(bool(events.keys("service.instance.unregister"))), timeout_s=10)
+    bodies = {key: body["data"] for key, body in events.items}
+    assert bodies["service.instance.register"]["instance_id"] == f"gpu-{queue_id}"
+    assert bodies["service.instance.register"]["monopolize_type"] == 1
+    assert bodies["service.instance.heartbeat"]["status"] == "IDLE"
+    assert bodies["service.instance.unregister"]["reason"] == "SHUTDOWN"
+    logs = server.logs()
+    assert f"Instance registered: gpu-{queue_id}" in logs and "Heartbeat started (interval=300ms)" in logs
+    await delete_queue(f"q.instance.{queue_id}")
+
+
+async def test_ready_says_broker_disconnected_without_a_broker(tmp_path: Path, workers: list[ServerProcess]) -> None:
+    server = make_server(tmp_path, env={"AMQP_URL": "amqp://guest:guest@127.0.0.1:9/"}).start()
+    workers.append(server)
+
+    async def disconnected() -> bool:
+        try:
+            async with httpx.AsyncClient(timeout=5) as client:
+                answer = await client.get(server.url("/ready"))
+        except httpx.HTTPError:  # not listening yet
+            return False
+        return answer.status_code == 503 and "broker_disconnected" in answer.text
+
+    await wait_until(disconnected, timeout_s=30)
+
+
+async def test_a_shared_queue_runs_higher_priorities_first(
+    tmp_path: Path, exchange: str, workers: list[ServerProcess]
+) -> None:
+    vram = f"t{uuid.uuid4().hex[:6]}"
+    queue = f"q.gpu.{vram}"
+    connection = await aio_pika.connect_robust(BROKER, timeout=10)
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_queue(queue, durable=True, arguments={"x-max-priority": 10})
+    async with TaskProducer(BROKER, exchange=exchange) as producer:
+        low = [await producer.submit(queue, {"prompt": image_graph()}, priority=1) for _ in range(3)]
+        high = await producer.submit(queue, {"prompt": image_graph()}, priority=9)
+        start(workers, worker(tmp_path, exchange, INSTANCE_GPU_VRAM=vram.upper()))
+        finished = [await producer.result(task, timeout_s=60) for task in [high, *low]]
+    order = sorted(finished, key=lambda event: event["timestamp"])
+    assert order[0]["task_id"] == high
+    await delete_queue(queue)
+
+
+async def test_a_worker_killed_mid_task_loses_nothing(
+    tmp_path: Path, exchange: str, workers: list[ServerProcess]
+) -> None:
+    queue_id = uuid.uuid4().hex[:8]
+    queue = f"q.workflow.{queue_id}"
+    fleet = [worker(tmp_path / f"w{n}", exchange, INSTANCE_WORKFLOW_ID=queue_id) for n in range(3)]
+    for server in fleet:
+        workers.append(server.start())
+    for server in fleet:
+        server.wait_ready()
+    async with TaskProducer(BROKER, exchange=exchange) as producer:
+        tasks = [await producer.submit(queue, {"prompt": sampler_graph(30, seed=n)}) for n in range(30)]
+        victim = fleet[0]
+
+        async def victim_busy() -> bool:
+            async with httpx.AsyncClient(timeout=5) as client:
+                jobs = (await client.get(victim.url("/jobs"), params={"status": "running"})).json()["jobs"]
+            return bool(jobs)
+
+        await wait_until(victim_busy, timeout_s=30)
+        victim.signal(signal.SIGKILL)
+        results = [await producer.result(task, timeout_s=120) for task in tasks]
+    assert {result["task_id"] for result in results} == set(tasks)
+    assert all(result["event_type"] == "execution_success" for result in results)
+    await delete_queue(queue)
