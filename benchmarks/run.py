@@ -5,7 +5,8 @@
     python -m benchmarks.run --comfy-url http://127.0.0.1:8188   # an already running ComfyUI (outputs via /view)
 
 Prints p50/p95 latency of a tiny workflow for both and their ratios, throughput with 16 requests in flight, and a
-2048x2048 noise PNG returned as base64 (time ratio and the server's peak RSS growth against the payload size).
+2048x2048 noise PNG returned as base64 (time ratio and the server's peak RSS growth against the payload size), and,
+with the simulator and a RabbitMQ at --amqp-url, 3 AMQP workers' task throughput against 1 worker's.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import numpy as np
 import psutil
 from PIL import Image
 
+from benchmarks.amqp import report_amqp
 from benchmarks.direct_client import DirectComfyClient
 
 START_TIMEOUT_S = 180.0
@@ -360,6 +362,8 @@ async def main_async(args: argparse.Namespace) -> None:
                         await big_output(direct, variant, comfy_url, variant_process.pid, args.big_runs)
                 finally:
                     await variant.aclose()
+            if not args.comfy_url and not args.comfy_dir:  # the workers run simulators with simulated GPU time
+                await report_amqp(work, args.amqp_url, args.checkpoint, args.amqp_tasks)
         finally:
             await direct.aclose()
             await api.aclose()
@@ -394,6 +398,10 @@ def main() -> None:
     parser.add_argument(
         "--checkpoint", default="sim-sd15.safetensors", help="checkpoint of the sampler job the fan-out row streams"
     )
+    parser.add_argument(
+        "--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/", help="RabbitMQ for the scale-out row"
+    )
+    parser.add_argument("--amqp-tasks", type=int, default=36, help="tasks the 3 workers share (1 worker: a third)")
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -72,10 +72,11 @@ def runtime_of(app: Litestar) -> Runtime | None:
     return runtime if isinstance(runtime, Runtime) else None
 
 
-def create_app(settings: Settings, *, on_fatal: FatalHandler | None = None) -> Litestar:
-    """The application with its services. `on_fatal(exit_code)` is called when ComfyUI is gone for good."""
+def create_app(settings: Settings, *, on_fatal: FatalHandler | None = None, job_api: bool = True) -> Litestar:
+    """The application with its services. `on_fatal(exit_code)` is called when ComfyUI is gone for good.
+    `job_api=False` (`comfyui-api worker`): only /health and /ready; work arrives through the AMQP consumer."""
     keys = ApiKeys(settings.server)
-    return build_http_app(settings, lifespan=[_lifespan(settings, on_fatal, keys)], keys=keys)
+    return build_http_app(settings, lifespan=[_lifespan(settings, on_fatal, keys)], keys=keys, job_api=job_api)
 
 
 def build_http_app(
@@ -84,18 +85,15 @@ def build_http_app(
     lifespan: Sequence[Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]] = (),
     state: Mapping[str, Any] | None = None,
     keys: ApiKeys | None = None,
+    job_api: bool = True,
 ) -> Litestar:
     """Routes, error mapping, body limit, API keys and docs; the services come from `lifespan` (or `state`, in
-    tests)."""
+    tests). Without `job_api`, only the health routes."""
     keys = keys if keys is not None else ApiKeys(settings.server)
-    handlers = [
-        PromptController,
-        JobsController,
-        InterruptController,
-        HealthController,
-        ModelsController,
-        RunpodController,
-    ]
+    handlers: list[Any] = [HealthController]
+    if job_api:
+        handlers += [PromptController, JobsController, InterruptController, ModelsController, RunpodController]
+        handlers.append(DownloadController)
     security: dict[str, Any] = {}
     if keys.enabled:
         security = {
@@ -103,7 +101,7 @@ def build_http_app(
             "security": [{name: []} for name in SECURITY_SCHEMES],
         }
     return Litestar(
-        route_handlers=[*handlers, DownloadController],
+        route_handlers=handlers,
         middleware=[ApiKeyMiddleware(keys)],
         lifespan=list(lifespan),
         state=State(dict(state or {})),

@@ -121,7 +121,8 @@ def _warn_about_exposure(settings: Settings) -> None:
         log.warning("WEBHOOK_SECRET is not set: webhook_v2 and system events are sent UNSIGNED")
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, *, job_api: bool = True) -> int:
+    """Run the server until SIGTERM; `job_api=False` (`comfyui-api worker`) answers only /health and /ready."""
     _configure_logging(settings)
     if settings.comfy.using_simulator:
         log.warning(
@@ -130,7 +131,7 @@ def serve(settings: Settings) -> int:
         )
     _warn_about_exposure(settings)
     holder: list[GracefulServer] = []
-    app = create_app(settings, on_fatal=lambda code: holder[0].fail(code))
+    app = create_app(settings, on_fatal=lambda code: holder[0].fail(code), job_api=job_api)
     config = uvicorn.Config(
         app,
         host=settings.server.host,
@@ -203,8 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_environment_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve_parser.add_argument("--host", help="address to listen on (overrides HOST)")
-    serve_parser.add_argument("--port", type=int, help="port to listen on (overrides PORT)")
+    worker_parser = commands.add_parser(
+        "worker",
+        help="take tasks from RabbitMQ only (AMQP_URL or AMQP_HOST required); HTTP answers just /health and /ready",
+        description="Run the AMQP consumer without the HTTP job API; /health and /ready stay up for probes.",
+        epilog=_environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for listening in (serve_parser, worker_parser):
+        listening.add_argument("--host", help="address to listen on (overrides HOST)")
+        listening.add_argument("--port", type=int, help="port to listen on (overrides PORT)")
     commands.add_parser(
         "runpod",
         help="run as a RunPod serverless worker (the runpod SDK's flags pass through: --test_input, --rp_serve_api)",
@@ -235,4 +244,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = _settings_or_exit(environ)
     if isinstance(settings, int):
         return settings
+    if options.command == "worker":
+        if not settings.amqp.enabled:
+            print(
+                "comfyui-api worker: set AMQP_URL (or AMQP_HOST) to say which broker to take tasks from",
+                file=sys.stderr,
+            )
+            return SETTINGS_EXIT_CODE
+        return serve(settings, job_api=False)
     return serve(settings)

@@ -21,7 +21,7 @@ import httpx
 from comfyui_api.comfy.instance import ComfyInstance
 from comfyui_api.delivery.job_webhooks import JobWebhooks
 from comfyui_api.delivery.sender import USER_AGENT
-from comfyui_api.delivery.system_events import SystemEventPublisher
+from comfyui_api.delivery.system_events import SystemEventPublisher, SystemEventSink
 from comfyui_api.delivery.system_feed import ComfyEventFeed
 from comfyui_api.delivery.webhooks import WebhookDelivery
 from comfyui_api.errors import ComfyUnavailable
@@ -195,6 +195,11 @@ class Runtime:
     def attach(self, door: FrontDoor) -> None:
         """A front door whose readiness counts and which is drained and closed with the runtime."""
         self._doors.append(door)
+
+    def send_system_events_to(self, sink: SystemEventSink) -> None:
+        """System events (SYSTEM_WEBHOOK_EVENTS) go to `sink` when SYSTEM_WEBHOOK_URL is unset (the AMQP exchange)."""
+        self.system_events.send_to(sink)
+        self._feed.start()
 
     async def _check_url(self, url: str, field: str) -> None:
         await self.outbound.check_url(url, field=field)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -33,6 +34,7 @@ class TaskProducer:
         self._channel: AbstractRobustChannel | None = None
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._results: dict[str, dict[str, Any]] = {}
+        self.outcome_counts: Counter[str] = Counter()  # outcome events seen per task id (>1: a duplicate result)
 
     async def __aenter__(self) -> TaskProducer:
         self._connection = await aio_pika.connect_robust(self._url, timeout=_CONNECT_TIMEOUT_S)
@@ -68,7 +70,8 @@ class TaskProducer:
         return task_id
 
     async def result(self, task_id: str, *, timeout_s: float) -> dict[str, Any]:
-        """The task's outcome envelope (execution_success, execution_error or execution_interrupted)."""
+        """The task's outcome envelope (execution_success, execution_error or execution_interrupted); the first one
+        when a worker died between publishing it and acknowledging the task (deduplicated by task id)."""
         if task_id in self._results:
             return self._results[task_id]
         future = self._waiting.setdefault(task_id, asyncio.get_running_loop().create_future())
@@ -82,6 +85,7 @@ class TaskProducer:
         if not isinstance(event, dict) or event.get("event_type") not in OUTCOMES:
             return
         task_id = str(event.get("task_id"))
+        self.outcome_counts[task_id] += 1
         self._results.setdefault(task_id, event)
         future = self._waiting.get(task_id)
         if future is not None and not future.done():

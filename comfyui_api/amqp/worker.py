@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 _CONNECT_TIMEOUT_S = 10.0
 _RECONNECT_MAX_S = 30.0
+_PUBLISH_TIMEOUT_S = 10.0  # a publish (with its confirm) that takes longer is retried
 _FINISHED_KEPT = 4096  # task ids this instance finished, for acking redeliveries without running them again
 _REQUEUE_DELAY_S = 1.0  # a task refused for capacity goes back after this long (no hot loop)
 _PREVIEW_INTERVAL_S = 1.0  # binary previews are large: at most one a second per task
@@ -79,6 +80,7 @@ class AmqpWorker:
         self._consumer_tag: str | None = None
         self._connected = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._deliveries: dict[str, AbstractIncomingMessage] = {}  # task id -> its latest delivery, to ack
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started_at = time.time()
@@ -142,6 +144,7 @@ class AmqpWorker:
         self._queue = await channel.declare_queue(self.queue_name, durable=True, arguments=arguments or None)
         self._connection, self._channel = connection, channel
         self._connected.set()
+        self._runtime.send_system_events_to(self._publish_system_event)
         log.info("AMQP connected; taking tasks from %s", self.queue_name)
 
     def _on_close(self, *_: Any) -> None:
@@ -210,15 +213,23 @@ class AmqpWorker:
             log.info("task %s was already finished here: acked without running it again", task_id)
             await message.ack()
             return
+        if task_id in self._running:
+            # The connection dropped mid-task and the broker handed the task back: the run goes on, and its
+            # outcome acknowledges this delivery (the earlier one died with its channel).
+            log.info("task %s was redelivered while it runs here: its outcome will acknowledge it", task_id)
+            self._deliveries[task_id] = message
+            return
         job = asyncio.current_task()
         assert job is not None
         self._running[task_id] = job
+        self._deliveries[task_id] = message
         try:
-            await self._run_task(task_id, body, message)
+            await self._run_task(task_id, body)
         finally:
             self._running.pop(task_id, None)
+            self._deliveries.pop(task_id, None)
 
-    async def _run_task(self, task_id: str, body: Any, message: AbstractIncomingMessage) -> None:
+    async def _run_task(self, task_id: str, body: Any) -> None:
         metadata: Mapping[str, Any] = {}
         try:
             if isinstance(body, dict):
@@ -227,24 +238,24 @@ class AmqpWorker:
                 metadata = given if isinstance(given, Mapping) else {}
             request = to_job_request(_prompt_request(body), self._runtime.settings.jobs, self._runtime.storage)
         except ComfyApiError as exc:
-            await self._finish(task_id, message, error_event(exc), metadata)
+            await self._finish(task_id, error_event(exc), metadata)
             return
         try:
             record = await self._runtime.jobs.submit(request)
         except (CapacityError, ComfyUnavailable) as exc:
             log.info("task %s refused for now (%s): requeued", task_id, exc.message)
             await asyncio.sleep(_REQUEUE_DELAY_S)
-            await message.nack(requeue=True)
+            await self._deliveries[task_id].nack(requeue=True)
             return
         except ComfyApiError as exc:
-            await self._finish(task_id, message, error_event(exc), metadata)
+            await self._finish(task_id, error_event(exc), metadata)
             return
         record.acquire()
         try:
             outcome = await self._follow(task_id, metadata)
             if isinstance(outcome, JobFailed) and isinstance(outcome.error, JobCancelled) and self._closing:
                 log.warning("task %s was stopped by the shutdown: returned to the queue", task_id)
-                await message.nack(requeue=True)
+                await self._deliveries[task_id].nack(requeue=True)
                 return
             if isinstance(outcome, JobCompleted):
                 answer = json.loads(b"".join([piece async for piece in record_body(record)]))
@@ -256,7 +267,7 @@ class AmqpWorker:
             raise
         finally:
             record.unhold()
-        await self._finish(task_id, message, final, metadata)
+        await self._finish(task_id, final, metadata)
 
     async def _follow(self, task_id: str, metadata: Mapping[str, Any]) -> JobCompleted | JobFailed:
         registry = self._runtime.registry
@@ -280,18 +291,33 @@ class AmqpWorker:
                 if now - preview_at < _PREVIEW_INTERVAL_S:
                     continue
                 preview_at = now
-            await self._publish(task_id, wire, metadata)
+            try:
+                await self._publish(task_id, wire, metadata)
+            except Exception as exc:  # the run goes on without the broker: only its outcome must get through
+                log.debug("event %s of task %s not published (%s)", wire.event_type, task_id, exc)
         raise ComfyApiError(f"the events of task {task_id} ended without an outcome")
 
-    async def _finish(
-        self, task_id: str, message: AbstractIncomingMessage, final: WireEvent, metadata: Mapping[str, Any]
-    ) -> None:
-        """Publish the outcome (confirmed), then ack: never the other way round."""
-        await self._publish(task_id, final, metadata)
+    async def _finish(self, task_id: str, final: WireEvent, metadata: Mapping[str, Any]) -> None:
+        """Publish the outcome (confirmed; retried across reconnections), then ack: never the other way round."""
+        delay_s = 0.5
+        while True:
+            try:
+                await self._publish(task_id, final, metadata)
+                break
+            except Exception as exc:  # the connection dropped: wait for the robust connection to come back
+                if self._closing and not self._connected.is_set():
+                    log.warning("outcome of task %s not published before shutdown: left for redelivery", task_id)
+                    return
+                log.warning("outcome of task %s not published yet (%s); retrying", task_id, type(exc).__name__)
+                await asyncio.sleep(delay_s)
+                delay_s = min(_RECONNECT_MAX_S, delay_s * 2)
         self._finished[task_id] = None
         while len(self._finished) > _FINISHED_KEPT:
             self._finished.popitem(last=False)
-        await message.ack()
+        try:
+            await self._deliveries[task_id].ack()
+        except Exception as exc:  # its channel is gone: the redelivery is acked as already finished
+            log.info("ack of task %s failed (%s): its redelivery will be acked without a rerun", task_id, exc)
 
     async def _publish(self, task_id: str, wire: WireEvent, metadata: Mapping[str, Any]) -> None:
         assert self._exchange is not None
@@ -306,7 +332,22 @@ class AmqpWorker:
                 headers={"task_id": task_id, "event_type": wire.event_type},
             ),
             routing_key=wire.routing_key,
+            timeout=_PUBLISH_TIMEOUT_S,
         )
+
+    async def _publish_system_event(self, name: str, data: dict[str, Any], metadata: dict[str, str]) -> bool:
+        """A system event (SYSTEM_WEBHOOK_EVENTS, no SYSTEM_WEBHOOK_URL): `event.system.<name>`, task_id "system"."""
+        if self._exchange is None or not self._connected.is_set():
+            return False
+        await self._exchange.publish(
+            aio_pika.Message(
+                json.dumps(envelope("system", name, data, {**self._meta, **metadata})).encode(),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+            ),
+            routing_key=f"event.system.{name}",
+        )
+        return True
 
     # ---- registry ----
 

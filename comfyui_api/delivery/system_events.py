@@ -3,7 +3,8 @@ filtered, re-keyed to our job ids, batched per flush window and POSTed signed, o
 `{"event": "comfy.<name>" | "storage.<name>", "data": {...}, "metadata": {SYSTEM_META_*}}`.
 
 Public surface of `SystemEventPublisher(settings.webhooks, job_id_for=...)`: `start()`, `publish(event_type, data)`
-(never blocks, never raises), `await flush()`, `await aclose(timeout_s)`. Progress events are coalesced to the latest
+(never blocks, never raises), `await flush()`, `await aclose(timeout_s)`, and `send_to(sink)` for another
+destination when SYSTEM_WEBHOOK_URL is unset. Progress events are coalesced to the latest
 per prompt and node within a window; the buffer is bounded and drops its oldest event (counted, logged) when full.
 """
 
@@ -17,7 +18,7 @@ import random
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,10 @@ logger = logging.getLogger(__name__)
 
 STORAGE_EVENTS = frozenset(name for name in SYSTEM_EVENT_NAMES if name.startswith("storage."))
 COMFY_EVENTS = frozenset(SYSTEM_EVENT_NAMES) - STORAGE_EVENTS
+
+SystemEventSink = Callable[[str, dict[str, Any], dict[str, str]], Awaitable[bool]]
+"""Another destination for system events (name, data, metadata) -> delivered; used when SYSTEM_WEBHOOK_URL is unset
+(the AMQP consumer publishes them to its exchange)."""
 
 JobIdFor = Callable[[str], str | None]
 """ComfyUI prompt_id -> our job id (None: not one of ours; the prompt_id is then passed on unchanged)."""
@@ -91,12 +96,19 @@ class SystemEventPublisher:
         self._flush_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._sink: SystemEventSink | None = None
         self.dropped_events = 0
         self._dropped_unreported = 0
 
     @property
     def enabled(self) -> bool:
-        return bool(self._url and self._wanted)
+        return bool((self._url or self._sink) and self._wanted)
+
+    def send_to(self, sink: SystemEventSink) -> None:
+        """Deliver to `sink` instead, unless SYSTEM_WEBHOOK_URL is set (the URL wins). Call in the running loop."""
+        if self._url is None:
+            self._sink = sink
+            self.start()
 
     def wants(self, event_type: str) -> bool:
         """Whether `publish(event_type, ...)` would forward anything (lets a producer skip building the data)."""
@@ -199,7 +211,13 @@ class SystemEventPublisher:
 
     async def _send(self, pending: _Pending) -> int:
         if self._url is None:
-            return 0
+            if self._sink is None:
+                return 0
+            try:
+                return int(await self._sink(pending.event, pending.data, self._metadata))
+            except Exception:  # boundary: a failing destination must not stop the flush loop
+                logger.warning("system event %s not delivered", pending.event, exc_info=True)
+                return 0
         body = {"event": pending.event, "data": pending.data, "metadata": self._metadata}
         try:
             encoded = msgspec.json.encode(body)

@@ -21,7 +21,6 @@ from typing import Any
 from comfyui_api.errors import ComfyApiError, JobCancelled, WorkflowRejected
 from comfyui_api.jobs.model import (
     JobEvent,
-    JobFailed,
     JobStarted,
     NodeExecuting,
     OutputReady,
@@ -114,12 +113,9 @@ def wire_event(event: JobEvent, prompt_id: str | None) -> WireEvent | None:
     return None
 
 
-def failure_event(event: JobFailed) -> WireEvent:
-    """execution_interrupted for a cancelled job, else execution_error `{message, stack, type, node_errors?}`."""
-    return error_event(event.error)
-
-
 def error_event(error: ComfyApiError) -> WireEvent:
+    """execution_interrupted for a cancelled job, else execution_error `{message, stack, type, field?,
+    node_errors?}`."""
     if isinstance(error, JobCancelled):
         return WireEvent("execution_interrupted", {"message": error.message, "type": error.kind}, persistent=True)
     data: dict[str, Any] = {

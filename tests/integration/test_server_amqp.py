@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from comfyui_api.amqp.producer import TaskProducer
+from tests.integration.proxy import TcpProxy
 from tests.integration.server import ServerProcess, image_graph, make_server, sampler_graph, wait_until
 
 pytestmark = [pytest.mark.simulator_only, pytest.mark.slow]
@@ -77,6 +78,14 @@ def start(workers: list[ServerProcess], server: ServerProcess) -> ServerProcess:
     workers.append(server.start())
     server.wait_ready()
     return server
+
+
+async def is_ready(server: ServerProcess) -> bool:
+    try:
+        async with httpx.AsyncClient(timeout=2) as client:
+            return (await client.get(server.url("/ready"))).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 async def delete_queue(name: str) -> None:
@@ -211,8 +220,83 @@ async def test_a_worker_killed_mid_task_loses_nothing(
             return bool(jobs)
 
         await wait_until(victim_busy, timeout_s=30)
+        async with httpx.AsyncClient(timeout=5) as client:
+            running = (await client.get(victim.url("/jobs"), params={"status": "running"})).json()["jobs"]
         victim.signal(signal.SIGKILL)
         results = [await producer.result(task, timeout_s=120) for task in tasks]
+        await asyncio.sleep(1.0)  # a late duplicate would arrive now
     assert {result["task_id"] for result in results} == set(tasks)
     assert all(result["event_type"] == "execution_success" for result in results)
+    assert running and running[0]["id"] in tasks  # the killed worker's task, redelivered and finished elsewhere
+    # A duplicate result is possible only when the victim died between publishing a result and acking its task.
+    assert sum(producer.outcome_counts[task] for task in tasks) <= len(tasks) + 1
     await delete_queue(queue)
+
+
+async def test_a_dropped_broker_connection_loses_no_task(
+    tmp_path: Path, exchange: str, workers: list[ServerProcess]
+) -> None:
+    queue_id = uuid.uuid4().hex[:8]
+    async with TcpProxy(5672) as proxy, TaskProducer(BROKER, exchange=exchange) as producer:
+        server = worker(
+            tmp_path, exchange, AMQP_URL=f"amqp://guest:guest@127.0.0.1:{proxy.port}/", INSTANCE_WORKFLOW_ID=queue_id
+        )
+        workers.append(server.start())  # the proxy runs in this loop: wait for /ready without blocking it
+        await wait_until(lambda: is_ready(server), timeout_s=60)
+        tasks = [
+            await producer.submit(f"q.workflow.{queue_id}", {"prompt": sampler_graph(40, seed=n)}) for n in range(6)
+        ]
+        await producer.result(tasks[0], timeout_s=60)
+        await proxy.cut()  # mid-run: the worker holds its next task, unacked, when its connection dies
+
+        async def reports_disconnected() -> bool:
+            async with httpx.AsyncClient(timeout=5) as client:
+                return "broker_disconnected" in (await client.get(server.url("/ready"))).text
+
+        await wait_until(reports_disconnected, timeout_s=10)
+        results = [await producer.result(task, timeout_s=90) for task in tasks]
+        await asyncio.sleep(1.0)
+    assert [result["event_type"] for result in results] == ["execution_success"] * len(tasks)
+    assert "AMQP reconnected" in server.logs()
+    # At least once: an outcome confirmed by the broker just as the connection died may be published again.
+    assert sum(producer.outcome_counts[task] for task in tasks) <= len(tasks) + 1
+    await delete_queue(f"q.workflow.{queue_id}")
+
+
+async def test_the_worker_command_serves_only_probes_and_sends_system_events_to_the_exchange(
+    tmp_path: Path, exchange: str, events: Events, workers: list[ServerProcess]
+) -> None:
+    queue_id = uuid.uuid4().hex[:8]
+    server = worker(tmp_path, exchange, INSTANCE_WORKFLOW_ID=queue_id, SYSTEM_WEBHOOK_EVENTS="execution_start")
+    server.args = ("worker",)
+    start(workers, server)
+    async with httpx.AsyncClient(timeout=10) as client:
+        assert (await client.get(server.url("/health"))).status_code == 200
+        assert (await client.post(server.url("/prompt"), json={"prompt": image_graph()})).status_code == 404
+        assert (await client.get(server.url("/jobs"))).status_code == 404
+    async with TaskProducer(BROKER, exchange=exchange) as producer:
+        task = await producer.submit(f"q.workflow.{queue_id}", {"prompt": image_graph()})
+        assert (await producer.result(task, timeout_s=60))["event_type"] == "execution_success"
+
+    def system_events() -> list[dict[str, Any]]:
+        return [body for key, body in events.items if key == "event.system.comfy.execution_start"]
+
+    async def heard() -> bool:
+        return bool(system_events())
+
+    await wait_until(heard, timeout_s=10)
+    event = system_events()[0]
+    assert (event["task_id"], event["event_type"], event["data"]["prompt_id"]) == (
+        "system",
+        "comfy.execution_start",
+        task,
+    )
+    await delete_queue(f"q.workflow.{queue_id}")
+
+
+def test_the_worker_command_needs_a_broker(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    server.args = ("worker",)
+    server.start()
+    assert server.wait_exit() == 2
+    assert "AMQP_URL" in server.logs()
