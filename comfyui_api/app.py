@@ -24,6 +24,7 @@ from comfyui_api.api.errors import EXCEPTION_HANDLERS
 from comfyui_api.api.health import HealthController
 from comfyui_api.api.interrupts import InterruptController
 from comfyui_api.api.jobs import JobsController
+from comfyui_api.api.large_bodies import ReleaseLargeBodies
 from comfyui_api.api.models import ModelsController
 from comfyui_api.api.prompts import PromptController
 from comfyui_api.api.runpod_routes import RunpodController
@@ -102,7 +103,7 @@ def build_http_app(
         }
     return Litestar(
         route_handlers=handlers,
-        middleware=[ApiKeyMiddleware(keys)],
+        middleware=[ReleaseLargeBodies(), ApiKeyMiddleware(keys)],
         lifespan=list(lifespan),
         state=State(dict(state or {})),
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},

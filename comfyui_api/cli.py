@@ -23,6 +23,7 @@ import uvicorn
 from litestar import Litestar
 
 from comfyui_api.app import create_app, runtime_of
+from comfyui_api.http_limits import bounded_protocol
 from comfyui_api.models.manifest import ManifestError, load_manifest
 from comfyui_api.settings import VARIABLES, Settings, SettingsError, load_settings
 from comfyui_api.version import package_version
@@ -139,6 +140,7 @@ def serve(settings: Settings, *, job_api: bool = True) -> int:
         log_level=settings.server.log_level.lower(),
         lifespan="on",
         timeout_graceful_shutdown=int(_RESPONSE_FLUSH_S),
+        http=bounded_protocol(settings.server),  # header cap and read timeouts (comfyui_api/http_limits.py)
     )
     server = GracefulServer(config, app=app, grace_s=settings.server.shutdown_grace_s)
     holder.append(server)

@@ -78,6 +78,9 @@ class ServerSettings:
     sse_heartbeat_s: float = 15.0  # SSE_HEARTBEAT_S: a comment line on a quiet event stream, for idle proxies
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # API_KEYS: comma-separated; none = no auth
     api_keys_file: Path | None = None  # API_KEYS_FILE: one key a line, read again on SIGHUP
+    max_header_bytes: int = 64 * 1024  # MAX_HEADER_BYTES: request line + headers; more is a 431
+    header_timeout_s: float = 15.0  # HEADER_TIMEOUT_S: a request's head must arrive within this (else 408, closed)
+    body_read_timeout_s: float = 30.0  # BODY_READ_TIMEOUT_S: a body that sends nothing for this long is dropped
 
 
 @dataclass(frozen=True)
@@ -325,7 +328,7 @@ def _comfy_python(env: _Env, home: Path) -> str:
     return "python"
 
 
-def _comfy_settings(env: _Env, simulator_home: Path) -> ComfySettings:
+def _comfy_settings(env: _Env, data_home: Path) -> ComfySettings:
     url = env.url("COMFYUI_URL", None)
     address = env.text("DIRECT_ADDRESS", "127.0.0.1")
     port = env.integer("COMFYUI_PORT_HOST", 8188, minimum=1)
@@ -352,9 +355,12 @@ def _comfy_settings(env: _Env, simulator_home: Path) -> ComfySettings:
     else:
         # No ComfyUI configured: run the bundled simulator so the server is usable at once.
         using_simulator = True
-        home = simulator_home
+        home = data_home / "simulator"
         cmd = (sys.executable, "-m", "comfyui_api.simulator", "--listen", address, "--port", str(port))
-    input_dir = env.path("INPUT_DIR", home / "input")
+    inputs_colocated = env.flag("COMFYUI_INPUTS_COLOCATED", not url)
+    # Attached to a ComfyUI on another machine, inputs are staged in a folder of ours and uploaded to it: nothing is
+    # written under COMFY_HOME (which may not exist here, or not be writable).
+    input_dir = env.path("INPUT_DIR", home / "input" if inputs_colocated else data_home / "staging" / "input")
     output_dir = env.path("OUTPUT_DIR", home / "output")
     temp_dir = env.path("TEMP_DIR", home / "temp")
     model_dir = env.path("MODEL_DIR", home / "models")
@@ -380,7 +386,7 @@ def _comfy_settings(env: _Env, simulator_home: Path) -> ComfySettings:
         http_timeout_s=env.number("COMFYUI_HTTP_TIMEOUT_S", 30.0, minimum=0.1),
         ws_idle_timeout_s=env.number("COMFYUI_WS_IDLE_TIMEOUT_S", 15.0, minimum=0.1),
         outputs_colocated=env.flag("COMFYUI_OUTPUTS_COLOCATED", not url),
-        inputs_colocated=env.flag("COMFYUI_INPUTS_COLOCATED", not url),
+        inputs_colocated=inputs_colocated,
         keep_outputs=env.flag("KEEP_OUTPUTS", False),
         stall_timeout_s=env.number("COMFYUI_STALL_TIMEOUT_S", 900.0),
     )
@@ -434,6 +440,9 @@ def _server_settings(env: _Env) -> ServerSettings:
         sse_heartbeat_s=env.number("SSE_HEARTBEAT_S", 15.0, minimum=0.1),
         api_keys=tuple(key.strip() for key in env.text("API_KEYS", "").split(",") if key.strip()),
         api_keys_file=_api_keys_file(env),
+        max_header_bytes=env.integer("MAX_HEADER_BYTES", 64 * 1024, minimum=1024),
+        header_timeout_s=env.number("HEADER_TIMEOUT_S", 15.0, minimum=0.1),
+        body_read_timeout_s=env.number("BODY_READ_TIMEOUT_S", 30.0, minimum=0.1),
     )
 
 
@@ -644,7 +653,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     webhook_secret = _webhook_secret(env)
     settings = Settings(
         server=_server_settings(env),
-        comfy=_comfy_settings(env, data_home / "simulator"),
+        comfy=_comfy_settings(env, data_home),
         jobs=_job_settings(env),
         webhooks=_webhook_settings(env, webhook_secret),
         storage=_storage_settings(env),
@@ -676,7 +685,7 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("OUTPUT_DIR", "COMFY_HOME/output", "ComfyUI's output folder"),
     ("TEMP_DIR", "COMFY_HOME/temp", "ComfyUI's temp folder"),
     ("MODEL_DIR", "COMFY_HOME/models", "ComfyUI's models folder"),
-    ("COMFYUI_API_HOME", "~/.local/share/comfyui-api", "where the simulator keeps its folders"),
+    ("COMFYUI_API_HOME", "~/.local/share/comfyui-api", "the simulator's folders, and staged inputs when attached"),
     ("ALWAYS_RESTART_COMFYUI", "false", "restart ComfyUI when it exits instead of exiting"),
     ("STARTUP_CHECK_INTERVAL_S", "1", "seconds between readiness checks of ComfyUI at start"),
     ("STARTUP_CHECK_MAX_TRIES", "120", "readiness checks before ComfyUI counts as failed"),
@@ -691,6 +700,9 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("KEEP_OUTPUTS", "false", "leave ComfyUI's output files in place after reading them"),
     ("COMFYUI_STALL_TIMEOUT_S", "900 (0 = off)", "work queued and no frame for this long: ComfyUI counts as stalled"),
     ("MAX_BODY_SIZE_MB", "100", "largest request body"),
+    ("MAX_HEADER_BYTES", "65536", "largest request line + headers (more: 431)"),
+    ("HEADER_TIMEOUT_S", "15", "a request's headers must arrive within this (else 408 and closed)"),
+    ("BODY_READ_TIMEOUT_S", "30", "a request body that sends nothing for this long is dropped"),
     ("MAX_QUEUE_DEPTH", "0 (no limit)", "jobs admitted at once; more get 503"),
     ("SHUTDOWN_GRACE_S", "60", "how long running jobs may finish after SIGTERM"),
     ("LOG_LEVEL", "INFO", "log level"),

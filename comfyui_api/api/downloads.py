@@ -23,6 +23,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from comfyui_api.api.schemas import ERROR_RESPONSES
 from comfyui_api.errors import ComfyUnavailable, InvalidRequest
 from comfyui_api.models.library import ModelLibrary
 from comfyui_api.models.urls import cache_url, url_filename
@@ -49,6 +50,7 @@ class DownloadController(Controller):
         summary="Download a model into a model folder",
         description="Starts the download and answers 202, or with `wait: true` answers 200 once the file is in place.",
         status_code=HTTP_202_ACCEPTED,
+        responses={code: ERROR_RESPONSES[code] for code in (400, 413, 503)},
     )
     async def download(
         self, data: JSONBody[dict[str, Any]], model_library: NamedDependency[ModelLibrary]

@@ -9,6 +9,7 @@ from litestar import Controller, Response, get
 
 from comfyui_api.api.schemas import HealthResponse, ReadyResponse
 from comfyui_api.api.services import ServicesDependency
+from comfyui_api.version import package_version
 
 
 class HealthController(Controller):
@@ -17,10 +18,13 @@ class HealthController(Controller):
     @get("/health", summary="Liveness: 200 once ComfyUI has started", sync_to_thread=False)
     def health(self, services: ServicesDependency) -> Response[HealthResponse]:
         started = services.instance.start_count > 0
+        phase = services.instance.phase
         body = HealthResponse(
             status="healthy" if started else "starting",
-            comfyui=services.instance.phase,
+            comfyui="simulator" if services.settings.comfy.using_simulator else phase,  # said loudly: no real images
+            comfyui_phase=phase,
             comfyui_version=services.instance.features.version if started else None,
+            version=package_version(),
         )
         return Response(body, status_code=200 if started else 503)
 

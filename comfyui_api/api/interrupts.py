@@ -13,7 +13,11 @@ class InterruptController(Controller):
     path = "/interrupt"
     tags = ["prompts"]
 
-    @post(status_code=200, summary="Stop a queued or running job", responses={404: ERROR_RESPONSES[404]})
+    @post(
+        status_code=200,
+        summary="Stop a queued or running job",
+        responses={400: ERROR_RESPONSES[400], 404: ERROR_RESPONSES[404]},
+    )
     async def interrupt(self, data: JSONBody[InterruptRequest], services: ServicesDependency) -> InterruptResponse:
         outcome = await services.runner.interrupt(data.id)
         return InterruptResponse(id=data.id, status=outcome)

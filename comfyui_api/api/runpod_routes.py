@@ -70,18 +70,21 @@ async def _status(record: JobRecord) -> dict[str, Any]:
         record.unhold()
 
 
+_ERRORS = {code: ERROR_RESPONSES[code] for code in (400, 404, 503)}
+
+
 class RunpodController(Controller):
     path = "/v2/{endpoint_id:str}"
     tags = ["runpod"]
 
-    @post("/run", summary="RunPod: queue a job", status_code=200, responses={400: ERROR_RESPONSES[400]})
+    @post("/run", summary="RunPod: queue a job", status_code=200, responses=_ERRORS)
     async def run(
         self, endpoint_id: FromPath[str], data: JSONBody[dict[str, Any]], services: ServicesDependency
     ) -> dict[str, Any]:
         record = await services.jobs.submit(_request_of(data, services))
         return {"id": record.id, "status": "IN_QUEUE"}
 
-    @post("/runsync", summary="RunPod: run a job and wait (then poll /status)", status_code=200)
+    @post("/runsync", summary="RunPod: run a job and wait (then poll /status)", status_code=200, responses=_ERRORS)
     async def runsync(
         self,
         endpoint_id: FromPath[str],
@@ -95,7 +98,7 @@ class RunpodController(Controller):
         record = await services.jobs.wait(record.id, min(max(wait, 0), _RUNSYNC_MAX_WAIT_MS) / 1000.0)
         return await _status(record)
 
-    @get("/status/{job_id:str}", summary="RunPod: a job's state and output")
+    @get("/status/{job_id:str}", summary="RunPod: a job's state and output", responses=_ERRORS)
     async def status(
         self, endpoint_id: FromPath[str], job_id: FromPath[str], services: ServicesDependency
     ) -> dict[str, Any]:
@@ -105,13 +108,18 @@ class RunpodController(Controller):
         "/status/{job_id:str}",
         summary="RunPod: a job's state and output (as the SDK's local API has it)",
         status_code=200,
+        responses=_ERRORS,
     )
     async def status_post(
         self, endpoint_id: FromPath[str], job_id: FromPath[str], services: ServicesDependency
     ) -> dict[str, Any]:
         return await _status(services.jobs.get(job_id))
 
-    @get("/stream/{job_id:str}", summary="RunPod: a job's streamed output (the whole output once it ended)")
+    @get(
+        "/stream/{job_id:str}",
+        summary="RunPod: a job's streamed output (the whole output once it ended)",
+        responses=_ERRORS,
+    )
     async def stream(
         self, endpoint_id: FromPath[str], job_id: FromPath[str], services: ServicesDependency
     ) -> dict[str, Any]:
@@ -120,7 +128,7 @@ class RunpodController(Controller):
         body["stream"] = [{"output": output}] if output is not None and "error" not in body else []
         return body
 
-    @post("/cancel/{job_id:str}", summary="RunPod: cancel a job", status_code=200)
+    @post("/cancel/{job_id:str}", summary="RunPod: cancel a job", status_code=200, responses=_ERRORS)
     async def cancel(
         self, endpoint_id: FromPath[str], job_id: FromPath[str], services: ServicesDependency
     ) -> dict[str, Any]:
@@ -130,13 +138,13 @@ class RunpodController(Controller):
         record = await jobs.wait(job_id, 5.0)
         return {"id": job_id, "status": runpod_state(JobStatus(record.status), record.error)}
 
-    @get("/health", summary="RunPod: jobs by state and this worker's state", sync_to_thread=False)
+    @get("/health", summary="RunPod: jobs by state and this worker's state", sync_to_thread=False, responses=_ERRORS)
     def health(self, endpoint_id: FromPath[str], services: ServicesDependency) -> dict[str, Any]:
         counts = job_counts(services.jobs)
         busy = counts["inProgress"] > 0
         return {"jobs": counts, "workers": {"idle": 0 if busy else 1, "running": 1 if busy else 0}}
 
-    @post("/purge-queue", summary="RunPod: cancel every job still waiting", status_code=200)
+    @post("/purge-queue", summary="RunPod: cancel every job still waiting", status_code=200, responses=_ERRORS)
     async def purge_queue(self, endpoint_id: FromPath[str], services: ServicesDependency) -> dict[str, Any]:
         jobs = services.jobs
         waiting, _ = jobs.list(status="queued", limit=500)

@@ -25,8 +25,10 @@ class InterruptResponse(msgspec.Struct, kw_only=True):
 
 class HealthResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     status: str  # "healthy" | "starting"
-    comfyui: str  # ComfyUI's phase
+    comfyui: str  # ComfyUI's phase, or "simulator" when the bundled simulator stands in for ComfyUI
+    comfyui_phase: str  # ComfyUI's phase ("ready", "starting", "restarting", ...), also under the simulator
     comfyui_version: str | None = None  # what the running ComfyUI reports in /system_stats, once it has started
+    version: str  # this server's version
 
 
 class ReadyResponse(msgspec.Struct, kw_only=True, omit_defaults=True):

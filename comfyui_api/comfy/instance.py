@@ -180,6 +180,8 @@ class ComfyInstance:
                     "process (a ComfyUI left over from an earlier run?): it cannot be ours. Stop it, choose another "
                     "COMFYUI_PORT_HOST, or attach to it with COMFYUI_URL."
                 )
+            if settings.using_simulator:
+                settings.home.mkdir(parents=True, exist_ok=True)  # its working folder, under COMFYUI_API_HOME
             self._process = ComfyProcess(settings.cmd, settings.home)
             await self._process.start()
             await self._process.wait_ready(self._client, interval_s, tries)

@@ -31,6 +31,12 @@ from comfyui_api.storage.base import Credential
 
 log = logging.getLogger(__name__)
 
+_MAX_FILENAME_BYTES = 255  # ext4, XFS, NTFS and most others
+# Device names Windows refuses as file names (a model folder may be an SMB share or end up on Windows).
+_RESERVED_NAMES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", *(f"COM{n}" for n in range(1, 10)), *(f"LPT{n}" for n in range(1, 10))}
+)
+
 DEFAULT_URL_SCHEMES = frozenset({"http", "https", "s3"})
 
 
@@ -94,6 +100,10 @@ class ModelLibrary:
                 "filename must be a plain file name (no folders, no leading dot), e.g. model.safetensors",
                 field="filename",
             )
+        if filename is not None and len(filename.encode("utf-8")) > _MAX_FILENAME_BYTES:
+            raise InvalidRequest(f"filename is longer than {_MAX_FILENAME_BYTES} bytes", field="filename")
+        if filename is not None and filename.split(".", 1)[0].upper() in _RESERVED_NAMES:
+            raise InvalidRequest(f"filename {filename!r} is a reserved device name", field="filename")
 
     async def download(
         self,

@@ -8,12 +8,21 @@ import base64
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.integration.server import ComfyDirs, ServerProcess, decode_image, load_image_graph, png_bytes, start_server
+from tests.integration.server import (
+    ComfyDirs,
+    ServerProcess,
+    decode_image,
+    load_image_graph,
+    make_server,
+    png_bytes,
+    start_server,
+)
 from tests.servers.processes import free_port, serve_on_port
 
 pytestmark = pytest.mark.slow
@@ -86,3 +95,23 @@ async def test_a_plain_file_name_is_passed_through_untouched(world: AttachedWorl
     response = await post_prompt(world.server, {"prompt": load_image_graph("already-there.png"), "id": "plain"})
     assert response.status_code == 200, response.text
     assert response.json()["prompt"]["1"]["inputs"]["image"] == "already-there.png"
+
+
+async def test_attached_with_default_folders_nothing_is_written_under_comfy_home(
+    world: AttachedWorld, tmp_path: Path
+) -> None:
+    comfy_home = tmp_path / "no-comfyui-here"
+    server = make_server(tmp_path / "server", env={"COMFYUI_URL": world.server.env["COMFYUI_URL"]})
+    for name in ("CMD", "INPUT_DIR", "OUTPUT_DIR", "TEMP_DIR", "MODEL_DIR"):
+        server.env.pop(name)
+    server.env["COMFY_HOME"] = str(comfy_home)
+    server.start()
+    try:
+        server.wait_ready()
+        body = {"prompt": load_image_graph(staged_value("base64", "")), "id": "attached-defaults"}
+        response = await post_prompt(server, body)
+        assert response.status_code == 200, response.text
+        assert (world.comfy.input / "attached-defaults" / "1-image.png").is_file()
+    finally:
+        server.stop()
+    assert not comfy_home.exists()

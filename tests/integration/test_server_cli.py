@@ -100,8 +100,31 @@ def test_health_is_503_until_comfyui_has_started(tmp_path: Path) -> None:
             statuses.append(response.status_code)
             if response.status_code == 200:
                 break
-            assert response.json() == {"status": "starting", "comfyui": "starting"}
+            assert response.json() == {
+                "status": "starting",
+                "comfyui": "starting",
+                "comfyui_phase": "starting",
+                "version": package_version(),
+            }
             time.sleep(0.1)
         assert statuses[0] == 503 and statuses[-1] == 200
+    finally:
+        server.stop()
+
+
+def test_with_nothing_configured_the_simulator_runs_and_says_so(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    for name in ("CMD", "COMFY_HOME"):
+        server.env.pop(name)
+    server.start()
+    try:
+        server.wait_ready()
+        health = httpx.get(server.url("/health"), timeout=5).json()
+        assert (health["comfyui"], health["comfyui_phase"], health["version"]) == (
+            "simulator",
+            "ready",
+            package_version(),
+        )
+        assert "running the bundled ComfyUI simulator" in server.logs()
     finally:
         server.stop()

@@ -313,6 +313,8 @@ async def test_post_download(models: ModelServer, tmp_path: Path) -> None:
             ({"model_type": "loras"}, "url"),
             ({"url": url, "model_type": "loras", "wait": "yes"}, "wait"),
             ({"url": url, "model_type": "loras", "filename": "../escape.safetensors"}, "filename"),
+            ({"url": url, "model_type": "loras", "filename": "é" * 128 + ".safetensors"}, "filename"),  # > 255 bytes
+            ({"url": url, "model_type": "loras", "filename": "NUL.safetensors"}, "filename"),
             ({"url": url, "model_type": "loras", "colour": "red"}, "colour"),
         ]:
             refused = await post(server, "/download", bad)

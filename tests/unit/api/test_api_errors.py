@@ -17,6 +17,7 @@ from comfyui_api.errors import (
     JobTimeout,
     WorkflowRejected,
 )
+from comfyui_api.version import package_version
 from tests.unit.api.app_support import GRAPH, post_json
 
 
@@ -130,7 +131,9 @@ async def test_health_ready_and_docs(client) -> None:
     assert (await client.get("/health")).json() == {
         "status": "healthy",
         "comfyui": "ready",
+        "comfyui_phase": "ready",
         "comfyui_version": "0.33.0",
+        "version": package_version(),
     }
     ready = await client.get("/ready")
     assert ready.status_code == 200
