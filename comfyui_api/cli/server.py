@@ -1,6 +1,5 @@
-"""The `comfyui-api` command (argparse): `serve` (the default) runs the HTTP server with uvicorn; `simulator` runs
-the bundled ComfyUI simulator with the rest of the command line. `--help` lists every environment variable,
-`--version` prints the version, and an unknown argument exits 2 (never a silently started server).
+"""The server commands: `serve` runs the HTTP server with uvicorn, `worker` the AMQP consumer with only the probes,
+`runpod` the RunPod serverless worker, `simulator` the bundled ComfyUI simulator.
 
 Signals: the first SIGTERM/SIGINT drains (no new jobs, /ready 503, in-flight jobs finish within SHUTDOWN_GRACE_S),
 then stops ComfyUI and exits 0; a second one exits at once. ComfyUI gone for good -> exit 1. Bad settings -> exit 2.
@@ -8,7 +7,6 @@ then stops ComfyUI and exits 0; a second one exits at once. ComfyUI gone for goo
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ipaddress
 import logging
@@ -25,8 +23,7 @@ from litestar import Litestar
 from comfyui_api.app import create_app, runtime_of
 from comfyui_api.http_limits import bounded_protocol
 from comfyui_api.models.manifest import ManifestError, load_manifest
-from comfyui_api.settings import VARIABLES, Settings, SettingsError, load_settings
-from comfyui_api.version import package_version
+from comfyui_api.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("comfyui_api")
 
@@ -150,7 +147,7 @@ def serve(settings: Settings, *, job_api: bool = True) -> int:
     return server.exit_code
 
 
-def _settings_or_exit(environ: Mapping[str, str]) -> Settings | int:
+def settings_or_exit(environ: Mapping[str, str]) -> Settings | int:
     try:
         settings = load_settings(environ)
         # A broken manifest is a configuration error: refuse it here, before anything starts.
@@ -166,7 +163,7 @@ def _settings_or_exit(environ: Mapping[str, str]) -> Settings | int:
 
 
 def run_runpod_worker(sdk_argv: Sequence[str]) -> int:
-    settings = _settings_or_exit(os.environ)
+    settings = settings_or_exit(os.environ)
     if isinstance(settings, int):
         return settings
     _configure_logging(settings)
@@ -181,77 +178,12 @@ def run_simulator(argv: Sequence[str]) -> int:
     return 0
 
 
-def _environment_help() -> str:
-    width = max(len(name) for name, _, _ in VARIABLES)
-    lines = ["configuration (environment variables, read once at start; a bad value exits 2 naming it):"]
-    for name, default, meaning in VARIABLES:
-        shown = f" [default: {default}]" if default else ""
-        lines.append(f"  {name.ljust(width)}  {meaning}{shown}")
-    return "\n".join(lines)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="comfyui-api",
-        description="Run any ComfyUI workflow over HTTP. Without a command, `serve`.",
-        epilog=_environment_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"comfyui-api {package_version()}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    serve_parser = commands.add_parser(
-        "serve",
-        help="run the HTTP server (and ComfyUI, or the simulator when none is configured)",
-        description="Run the HTTP server; launches ComfyUI (or attaches to COMFYUI_URL).",
-        epilog=_environment_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    worker_parser = commands.add_parser(
-        "worker",
-        help="take tasks from RabbitMQ only (AMQP_URL or AMQP_HOST required); HTTP answers just /health and /ready",
-        description="Run the AMQP consumer without the HTTP job API; /health and /ready stay up for probes.",
-        epilog=_environment_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    for listening in (serve_parser, worker_parser):
-        listening.add_argument("--host", help="address to listen on (overrides HOST)")
-        listening.add_argument("--port", type=int, help="port to listen on (overrides PORT)")
-    commands.add_parser(
-        "runpod",
-        help="run as a RunPod serverless worker (the runpod SDK's flags pass through: --test_input, --rp_serve_api)",
-        add_help=False,
-    )
-    commands.add_parser(
-        "simulator",
-        help="run the bundled ComfyUI simulator (ComfyUI's flags, plus --comfyui-version and --step-seconds)",
-        add_help=False,
-    )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "simulator":  # every later argument is the simulator's own (ComfyUI's flags)
-        return run_simulator(args[1:])
-    if args and args[0] == "runpod":  # every later argument is the runpod SDK's own
-        return run_runpod_worker(args[1:])
-    if not args or (args[0] not in ("serve", "-h", "--help", "--version") and args[0].startswith("-")):
-        args.insert(0, "serve")  # compat: `comfyui-api` alone serves, as before subcommands
-    options = build_parser().parse_args(args)  # an unknown command or flag exits 2 with a usage line
-    environ = dict(os.environ)
-    if options.host is not None:
-        environ["HOST"] = options.host
-    if options.port is not None:
-        environ["PORT"] = str(options.port)
-    settings = _settings_or_exit(environ)
+def serve_command(environ: Mapping[str, str], *, worker: bool) -> int:
+    """`serve` / `worker` after argument parsing: settings from `environ`, then the server."""
+    settings = settings_or_exit(environ)
     if isinstance(settings, int):
         return settings
-    if options.command == "worker":
-        if not settings.amqp.enabled:
-            print(
-                "comfyui-api worker: set AMQP_URL (or AMQP_HOST) to say which broker to take tasks from",
-                file=sys.stderr,
-            )
-            return SETTINGS_EXIT_CODE
-        return serve(settings, job_api=False)
-    return serve(settings)
+    if worker and not settings.amqp.enabled:
+        print("comfyui-api worker: set AMQP_URL (or AMQP_HOST) to say which broker to take tasks from", file=sys.stderr)
+        return SETTINGS_EXIT_CODE
+    return serve(settings, job_api=not worker)
