@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import shutil
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -36,6 +37,19 @@ class ProviderSource(Protocol):
     def downloader_for(self, url: str) -> StorageProvider: ...
 
 
+FREE_SPACE_RESERVE_BYTES = 1024**3  # a model download never fills the disk: ComfyUI and the system need room too
+
+
+async def room_for_download(dest_dir: Path) -> int | None:
+    """The largest file that may be downloaded into `dest_dir`: its free space less a reserve (None: unknown). A
+    larger announced size is refused before a byte is written; one that grows past it is cut off."""
+    try:
+        usage = await asyncio.to_thread(shutil.disk_usage, dest_dir)
+    except OSError:
+        return None
+    return max(0, usage.free - FREE_SPACE_RESERVE_BYTES)
+
+
 def storage_downloader(source: ProviderSource) -> Downloader:
     """A Downloader that hands each URL to the storage provider owning it (s3://, Azure blob, Hugging Face, plain
     http(s) with the server's auth header), so model URLs reach everything input URLs reach. The provider is called
@@ -44,7 +58,8 @@ def storage_downloader(source: ProviderSource) -> Downloader:
 
     async def download(url: str, dest_dir: Path, credentials: Sequence[Credential] = ()) -> Path:
         provider = source.downloader_for(url)
-        return await provider.download(url, dest_dir, credentials=credentials)
+        max_bytes = await room_for_download(dest_dir)
+        return await provider.download(url, dest_dir, credentials=credentials, max_bytes=max_bytes)
 
     return download
 
