@@ -42,6 +42,7 @@ from comfyui_api.startup import StartupSequence
 from comfyui_api.storage.base import StorageEvent
 from comfyui_api.storage.outbound import Endpoint, OutboundGuard
 from comfyui_api.storage.registry import StorageRegistry
+from comfyui_api.workflows.ui_conversion import UiWorkflows
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,8 @@ class Runtime:
             self.instance, self.models, Warmup(settings.warmup), self.runner, on_fatal=self._startup_failed
         )
         self.instance.add_ready_callback(self.startup.on_comfy_ready)
+        self.ui_workflows = UiWorkflows(self.instance.client.object_info)
+        self.instance.add_ready_callback(self.ui_workflows.forget)
         self._start_task: asyncio.Task[None] | None = None
         self._doors: list[FrontDoor] = []
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 from litestar import Controller, Request, Response, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
@@ -16,6 +17,7 @@ from litestar.response import Stream
 from comfyui_api.api.progress_stream import job_event_stream, wants_event_stream
 from comfyui_api.api.schemas import ERROR_RESPONSES
 from comfyui_api.api.services import Services, ServicesDependency
+from comfyui_api.comfy.graph import is_ui_format
 from comfyui_api.dialects.salad import AcceptedResponse, PromptRequest, PromptResponse
 from comfyui_api.dialects.salad_body import SINGLE_PIECE_MAX_BYTES, inline_payload_bytes, record_body
 from comfyui_api.dialects.salad_request import accepted_body, is_async, to_job_request
@@ -55,6 +57,8 @@ class PromptController(Controller):
 async def run_prompt(body: PromptRequest, services: Services, request: Request[Any, Any, Any]) -> Response[Any]:
     """POST /prompt's handling of one body, also used by the workflow endpoints (`api/workflow_routes.py`), which
     build `body.prompt` from their `input`: both answer the same way."""
+    if is_ui_format(body.prompt):
+        body = msgspec.structs.replace(body, prompt=await services.api_graph(body.prompt))
     job = to_job_request(body, services.settings.jobs, services.storage)
     jobs = services.jobs
     if is_async(job):

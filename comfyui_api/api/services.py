@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -21,6 +22,7 @@ from comfyui_api.runtime import Runtime, readiness_phase
 from comfyui_api.settings import Settings
 from comfyui_api.startup import StartupSequence
 from comfyui_api.storage.registry import StorageRegistry
+from comfyui_api.workflows.ui_conversion import UiWorkflows
 
 STATE_KEY = "services"
 
@@ -36,6 +38,7 @@ class Services:
     startup: StartupSequence | None = None  # manifest, model folders, workflows, warmup: /ready waits for them
     webhooks: JobWebhooks | None = None  # None: no webhook is sent (and none can be redelivered)
     phase: Callable[[], str] | None = None  # the runtime's readiness (its front doors count); None: the services'
+    ui_workflows: UiWorkflows | None = None  # None: a UI-format workflow is refused (no node definitions here)
 
     @classmethod
     def of(cls, runtime: Runtime) -> Services:
@@ -49,11 +52,18 @@ class Services:
             startup=runtime.startup,
             webhooks=runtime.webhooks,
             phase=runtime.readiness_phase,
+            ui_workflows=runtime.ui_workflows,
         )
 
     @property
     def draining(self) -> bool:
         return not self.registry.accepting
+
+    async def api_graph(self, graph: dict[str, Any], *, field: str = "prompt") -> dict[str, Any]:
+        """`graph` in the API format: a workflow as the editor saves it is converted (see `UiWorkflows`)."""
+        if self.ui_workflows is None:
+            return graph
+        return await self.ui_workflows.to_api(graph, field=field)
 
     def readiness_phase(self) -> str:
         """ "ready", or why not (see `runtime.readiness_phase`)."""

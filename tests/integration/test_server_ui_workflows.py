@@ -1,0 +1,57 @@
+"""POST /prompt takes a workflow as the editor saves it: converted with the running ComfyUI's node definitions
+(here the simulator's), run like any graph; one that cannot be converted is a 400 naming the node."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.server import ServerProcess, decode_image, running_server
+
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    yield from running_server(tmp_path_factory.mktemp("ui-workflows"))
+
+
+def editor_workflow(middle_type: str = "ImageInvert", middle_mode: int = 0) -> dict[str, Any]:
+    """EmptyImage (red, through a Reroute) -> ImageInvert -> SaveImage, as the editor saves it."""
+    return {
+        "last_node_id": 9,
+        "nodes": [
+            {"id": 1, "type": "EmptyImage", "mode": 0, "inputs": [],
+             "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1]}], "widgets_values": [16, 16, 1, 0xFF0000]},
+            {"id": 5, "type": "Reroute", "mode": 0, "inputs": [{"name": "", "type": "*", "link": 1}],
+             "outputs": [{"name": "", "type": "IMAGE", "links": [2]}]},
+            {"id": 4, "type": middle_type, "mode": middle_mode,
+             "inputs": [{"name": "image", "type": "IMAGE", "link": 2}],
+             "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [3]}], "title": "Flip colours"},
+            {"id": 9, "type": "SaveImage", "mode": 0, "inputs": [{"name": "images", "type": "IMAGE", "link": 3}],
+             "outputs": [], "widgets_values": ["editor"]},
+            {"id": 12, "type": "Note", "mode": 0, "inputs": [], "outputs": [], "widgets_values": ["a note"]},
+        ],
+        "links": [[1, 1, 0, 5, 0, "IMAGE"], [2, 5, 0, 4, 0, "IMAGE"], [3, 4, 0, 9, 0, "IMAGE"]],
+        "version": 0.4,
+    }  # fmt: skip
+
+
+def test_an_editor_workflow_runs(server: ServerProcess) -> None:
+    answer = httpx.post(server.url("/prompt"), json={"prompt": editor_workflow()}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert decode_image(answer.json()["images"][0]).getpixel((1, 1)) == (0, 255, 255)  # red, inverted
+    bypassed = httpx.post(server.url("/prompt"), json={"prompt": editor_workflow(middle_mode=4)}, timeout=60)
+    assert bypassed.status_code == 200, bypassed.text
+    assert decode_image(bypassed.json()["images"][0]).getpixel((1, 1)) == (255, 0, 0)  # the invert was bypassed
+
+
+def test_an_unknown_node_type_is_a_400_naming_the_node(server: ServerProcess) -> None:
+    answer = httpx.post(server.url("/prompt"), json={"prompt": editor_workflow("NoSuchNode")}, timeout=30)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["field"] == "prompt.nodes.4"
+    assert "NoSuchNode" in error["message"] and "Export (API)" in error["message"]
