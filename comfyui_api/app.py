@@ -19,8 +19,10 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components
 
 from comfyui_api.api.auth import SECURITY_SCHEMES, ApiKeyMiddleware, ApiKeys
+from comfyui_api.api.comfy_gateway import GATEWAY_STATE_KEY, ComfyGateway, ComfyGatewayController, comfy_websocket
 from comfyui_api.api.downloads import MODEL_LIBRARY_STATE_KEY, DownloadController
 from comfyui_api.api.errors import EXCEPTION_HANDLERS
+from comfyui_api.api.gateway_v1 import GatewayV1Controller
 from comfyui_api.api.health import HealthController
 from comfyui_api.api.interrupts import InterruptController
 from comfyui_api.api.jobs import JobsController
@@ -53,6 +55,8 @@ def _lifespan(
             routes = WorkflowRoutes(app, settings.workflows.workflow_dir, runtime.instance.client)
             runtime.startup.serve_workflows(routes.load)
         runtime.start()
+        gateway = ComfyGateway(runtime.jobs, passthrough=settings.server.comfy_passthrough)
+        app.state[GATEWAY_STATE_KEY] = gateway
         if settings.amqp.enabled:
             from comfyui_api.amqp.worker import AmqpWorker  # aio-pika only when AMQP is configured
 
@@ -62,6 +66,7 @@ def _lifespan(
         try:
             yield
         finally:
+            await gateway.aclose()
             await runtime.close()
 
     return lifespan
@@ -95,6 +100,8 @@ def build_http_app(
     if job_api:
         handlers += [PromptController, JobsController, InterruptController, ModelsController, RunpodController]
         handlers.append(DownloadController)
+        if settings.server.comfy_passthrough != "off":
+            handlers += [ComfyGatewayController, comfy_websocket, GatewayV1Controller]
     security: dict[str, Any] = {}
     if keys.enabled:
         security = {

@@ -81,6 +81,7 @@ class ServerSettings:
     max_header_bytes: int = 64 * 1024  # MAX_HEADER_BYTES: request line + headers; more is a 431
     header_timeout_s: float = 15.0  # HEADER_TIMEOUT_S: a request's head must arrive within this (else 408, closed)
     body_read_timeout_s: float = 30.0  # BODY_READ_TIMEOUT_S: a body that sends nothing for this long is dropped
+    comfy_passthrough: str = "on"  # COMFYUI_PASSTHROUGH: the /comfyui door: on | off | full (every route passed on)
 
 
 @dataclass(frozen=True)
@@ -356,7 +357,13 @@ def _comfy_settings(env: _Env, data_home: Path) -> ComfySettings:
         # No ComfyUI configured: run the bundled simulator so the server is usable at once.
         using_simulator = True
         home = data_home / "simulator"
-        cmd = (sys.executable, "-m", "comfyui_api.simulator", "--listen", address, "--port", str(port))
+        # A frozen single-file build runs its simulator as itself (`comfyui-api simulator`); Python takes `-m`.
+        runner = (
+            (sys.executable, "simulator")
+            if getattr(sys, "frozen", False)
+            else (sys.executable, "-m", "comfyui_api.simulator")
+        )
+        cmd = (*runner, "--listen", address, "--port", str(port))
     inputs_colocated = env.flag("COMFYUI_INPUTS_COLOCATED", not url)
     # Attached to a ComfyUI on another machine, inputs are staged in a folder of ours and uploaded to it: nothing is
     # written under COMFY_HOME (which may not exist here, or not be writable).
@@ -443,7 +450,15 @@ def _server_settings(env: _Env) -> ServerSettings:
         max_header_bytes=env.integer("MAX_HEADER_BYTES", 64 * 1024, minimum=1024),
         header_timeout_s=env.number("HEADER_TIMEOUT_S", 15.0, minimum=0.1),
         body_read_timeout_s=env.number("BODY_READ_TIMEOUT_S", 30.0, minimum=0.1),
+        comfy_passthrough=_choice("COMFYUI_PASSTHROUGH", env.text("COMFYUI_PASSTHROUGH", "on"), ("on", "off", "full")),
     )
+
+
+def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
+    value = raw.strip().lower()
+    if value not in allowed:
+        raise SettingsError(f"{name}={value!r} must be one of {', '.join(allowed)}")
+    return value
 
 
 def _api_keys_file(env: _Env) -> Path | None:
@@ -703,6 +718,7 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("MAX_HEADER_BYTES", "65536", "largest request line + headers (more: 431)"),
     ("HEADER_TIMEOUT_S", "15", "a request's headers must arrive within this (else 408 and closed)"),
     ("BODY_READ_TIMEOUT_S", "30", "a request body that sends nothing for this long is dropped"),
+    ("COMFYUI_PASSTHROUGH", "on", "the /comfyui door: on, off, or full (routes that change ComfyUI passed on too)"),
     ("MAX_QUEUE_DEPTH", "0 (no limit)", "jobs admitted at once; more get 503"),
     ("SHUTDOWN_GRACE_S", "60", "how long running jobs may finish after SIGTERM"),
     ("LOG_LEVEL", "INFO", "log level"),

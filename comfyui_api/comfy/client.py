@@ -66,6 +66,59 @@ class ComfyClient:
             )
         return response
 
+    async def forward(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        content_type: str | None = None,
+        max_bytes: int = 64 * 1024 * 1024,
+    ) -> tuple[int, str, bytes]:
+        """One request passed on as it is (the `/comfyui` door): (status, content type, body). A body larger than
+        `max_bytes` is a ComfyProtocolError; an unreachable ComfyUI a ComfyUnavailable."""
+        headers = {"content-type": content_type} if content_type else None
+        try:
+            async with self._http.stream(method, path, params=params, content=content, headers=headers) as response:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise ComfyProtocolError(
+                            f"ComfyUI's answer to {method} {path} is larger than {max_bytes} bytes"
+                        )
+                return (
+                    response.status_code,
+                    response.headers.get("content-type", "application/octet-stream"),
+                    bytes(body),
+                )
+        except httpx.TimeoutException as exc:
+            raise ComfyUnavailable(f"ComfyUI did not answer {method} {path} within {self._timeout_s:g}s") from exc
+        except httpx.TransportError as exc:
+            raise ComfyUnavailable(f"ComfyUI is unreachable at {self.base_url} ({method} {path}: {exc!r})") from exc
+
+    async def upload_image(self, data: bytes, filename: str, *, overwrite: bool = False) -> str:
+        """POST /upload/image of `data` into input/ (no subfolder); the name ComfyUI stored it under (ComfyUI picks
+        another when the name is taken and `overwrite` is false)."""
+        fields = {"type": "input", "overwrite": "true" if overwrite else "false"}
+        try:
+            response = await self._http.post(
+                "/upload/image", data=fields, files={"image": (filename, data, "application/octet-stream")}
+            )
+        except httpx.TimeoutException as exc:
+            raise ComfyUnavailable(f"ComfyUI did not take upload {filename} within {self._timeout_s:g}s") from exc
+        except httpx.TransportError as exc:
+            raise ComfyUnavailable(f"lost ComfyUI while uploading {filename}: {exc!r}") from exc
+        if response.status_code >= 500:
+            raise ComfyUnavailable(f"ComfyUI answered POST /upload/image with {response.status_code}")
+        self._expect_ok(response, "POST /upload/image")
+        body = self._json(response, "POST /upload/image")
+        name = body.get("name") if isinstance(body, Mapping) else None
+        if not isinstance(name, str) or not name:
+            raise ComfyProtocolError(f"ComfyUI answered POST /upload/image without a name: {_snippet(response.text)}")
+        return name
+
     @staticmethod
     def _json(response: httpx.Response, what: str) -> Any:
         try:

@@ -23,7 +23,9 @@ JobId = Annotated[
         examples=["3f1c2a9e-5a8b-4c1e-9f3a-2b7d6e8c9a01"],
     ),
 ]
-TimeoutSeconds = Annotated[float, msgspec.Meta(gt=0, description="Fail the job (504) if it takes longer (seconds).")]
+TimeoutSeconds = Annotated[
+    float, msgspec.Meta(ge=1, description="Fail the job (504) if it takes longer (seconds; at least 1).")
+]
 
 
 def new_job_id() -> str:

@@ -131,3 +131,12 @@ def test_every_variable_read_is_declared_for_help_and_no_other() -> None:
     declared = [name for name, _, _ in VARIABLES]
     assert len(declared) == len(set(declared))
     assert read == set(declared)
+
+
+def test_a_frozen_build_runs_its_simulator_as_itself(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    if Path("/opt/ComfyUI/main.py").is_file():
+        pytest.skip("this machine has a ComfyUI at the default place")
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    settings = load_settings({"COMFYUI_API_HOME": str(tmp_path)})
+    assert settings.comfy.using_simulator
+    assert settings.comfy.cmd[:2] == (sys.executable, "simulator")  # never `-m`, which the binary cannot run

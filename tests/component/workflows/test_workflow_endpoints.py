@@ -119,7 +119,7 @@ def test_invalid_input_is_a_400_naming_the_field_and_nothing_runs(
     ("options", "field", "message"),
     [
         ({"timeout_s": "soon"}, "timeout_s", "timeout_s: Expected `float | null`, got `str`"),
-        ({"timeout_s": -1}, "timeout_s", "timeout_s: Expected `float` > 0.0"),
+        ({"timeout_s": -1}, "timeout_s", "timeout_s: Expected `float` >= 1.0"),
         ({"id": "../etc"}, "id", "id: Expected `str` matching regex"),
         ({"webhok": "https://example.com"}, "webhok", "webhok: Object contains unknown field `webhok`"),
     ],

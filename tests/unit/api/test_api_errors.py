@@ -56,7 +56,7 @@ async def test_defaults_id_and_timeout(client, runner) -> None:
         ({"prompt": {"1": {"class_type": 5, "inputs": {}}}}, "prompt.1.class_type", "string"),
         ({"prompt": {"1": {"class_type": "X", "inputs": []}}}, "prompt.1.inputs", "object"),
         ({"prompt": GRAPH, "id": "../../etc"}, "id", "regex"),
-        ({"prompt": GRAPH, "timeout_s": 0}, "timeout_s", "> 0"),
+        ({"prompt": GRAPH, "timeout_s": 0.5}, "timeout_s", ">= 1"),
         ({"prompt": GRAPH, "timeout_s": 121}, "timeout_s", "at most 120"),
     ],
 )

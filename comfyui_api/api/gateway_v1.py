@@ -1,0 +1,168 @@
+"""`/api/v1`: the contract of a FastAPI gateway in front of ComfyUI, for its existing clients. Every answer is the
+gateway's envelope (`dialects/gateway_v1.py`); jobs go through the job service and share the `/comfyui` door's
+bookkeeping (queue numbers, /history, outputs by file name), so a prompt id from one door is known to the other.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.di import Provide
+from litestar.params import FromPath, FromQuery
+from litestar.response import File
+
+from comfyui_api.api.comfy_gateway import GatewayDependency, find_output, provide_gateway, submit_queued
+from comfyui_api.api.services import ServicesDependency
+from comfyui_api.comfy.graph import is_ui_format
+from comfyui_api.dialects import comfy_native, gateway_v1
+from comfyui_api.dialects.salad import PromptRequest
+from comfyui_api.dialects.salad_request import to_job_request
+from comfyui_api.errors import ComfyApiError, ComfyUnavailable, InvalidRequest, JobNotFound
+from comfyui_api.jobs.store import JobRecord
+
+
+def _ok(data: Any) -> Response[Any]:
+    return Response(gateway_v1.envelope(data), status_code=200)
+
+
+def _failed(error: ComfyApiError) -> Response[Any]:
+    return Response(gateway_v1.error_envelope(error), status_code=error.status_code)
+
+
+async def _json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    try:
+        body = msgspec.json.decode(await request.body() or b"{}")
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"invalid JSON: {exc}", field="body") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object", field="body")
+    return body
+
+
+class GatewayV1Controller(Controller):
+    path = "/api/v1"
+    tags = ["gateway v1"]
+    include_in_schema = False  # the gateway's own contract, in its envelope (README: /api/v1)
+    dependencies = {"gateway": Provide(provide_gateway, sync_to_thread=False)}
+
+    @post("/workflows/submit", status_code=200, summary="Queue a workflow; answers once ComfyUI has taken it")
+    async def submit(
+        self, request: Request[Any, Any, Any], services: ServicesDependency, gateway: GatewayDependency
+    ) -> Response[Any]:
+        try:
+            body = await _json_object(request)
+            workflow = body.get("workflow")
+            if not isinstance(workflow, dict):
+                raise InvalidRequest("workflow must be a ComfyUI graph (an object)", field="workflow")
+            if is_ui_format(workflow):
+                workflow = await services.api_graph(workflow, field="workflow")
+            client_id = body.get("client_id") if isinstance(body.get("client_id"), str) else uuid.uuid4().hex
+            job = to_job_request(PromptRequest(prompt=workflow), services.settings.jobs, services.storage)
+            record = await submit_queued(gateway, job, client_id)
+        except ComfyApiError as exc:
+            return _failed(exc)
+        return _ok({"prompt_id": record.id, "client_id": client_id})
+
+    @get("/workflows/{prompt_id:str}/history", summary="A workflow's outputs (empty until it has ended)")
+    async def history(self, prompt_id: FromPath[str], gateway: GatewayDependency) -> Response[Any]:
+        try:
+            record = gateway.jobs.get(prompt_id)
+        except JobNotFound as exc:
+            return _failed(exc)
+        outputs = comfy_native.node_outputs(list(record.result.outputs)) if record.result is not None else {}
+        return _ok({"prompt_id": prompt_id, "outputs": outputs, "status": record.status})
+
+    @post("/workflows/interrupt", status_code=200, summary="Stop a queued or running workflow")
+    async def interrupt(self, request: Request[Any, Any, Any], gateway: GatewayDependency) -> Response[Any]:
+        try:
+            body = await _json_object(request)
+            prompt_id = body.get("prompt_id")
+            if not isinstance(prompt_id, str):
+                raise InvalidRequest("prompt_id is required", field="prompt_id")
+            gateway.jobs.get(prompt_id)  # JobNotFound naming it
+            interrupted = await gateway.jobs.cancel(prompt_id, "interrupted through /api/v1/workflows/interrupt")
+        except ComfyApiError as exc:
+            return _failed(exc)
+        return _ok({"prompt_id": prompt_id, "interrupted": interrupted})
+
+    @get("/queue/status", summary="Jobs queued through the gateways: running and pending")
+    async def queue_status(self, gateway: GatewayDependency) -> Response[Any]:
+        live = [(record, number) for record, number in gateway.records() if not record.is_terminal]
+        running = [_queue_entry(r, n) for r, n in live if r.status == "running"]
+        pending = [_queue_entry(r, n) for r, n in live if r.status != "running"]
+        data = {
+            "queue_running": running,
+            "queue_pending": pending,
+            "running_count": len(running),
+            "pending_count": len(pending),
+        }
+        return _ok(data)
+
+    @post("/queue/clear", status_code=200, summary="Cancel the pending jobs queued through the gateways")
+    async def queue_clear(self, request: Request[Any, Any, Any], gateway: GatewayDependency) -> Response[Any]:
+        try:
+            body = await _json_object(request)
+        except ComfyApiError as exc:
+            return _failed(exc)
+        if body.get("clear") is not True:
+            return _failed(InvalidRequest('send {"clear": true} to clear the queue', field="clear"))
+        cleared = [
+            record.id
+            for record, _ in gateway.records()
+            if record.status == "queued" and await gateway.jobs.cancel(record.id, "cleared through /api/v1/queue/clear")
+        ]
+        return _ok({"cleared": cleared})
+
+    @post("/images/upload", status_code=200, summary="Upload an image into ComfyUI's input folder")
+    async def upload(self, request: Request[Any, Any, Any], services: ServicesDependency) -> Response[Any]:
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or not hasattr(upload, "read"):
+            return _failed(InvalidRequest("a multipart `file` is required", field="file"))
+        overwrite = str(form.get("overwrite") or "false").lower() == "true"
+        try:
+            data = await upload.read()
+            name = await services.instance.client.upload_image(
+                data, getattr(upload, "filename", None) or "upload.png", overwrite=overwrite
+            )
+        except ComfyUnavailable as exc:
+            return _failed(exc)
+        except ComfyApiError as exc:
+            failed = gateway_v1.envelope(None, exc.message, gateway_v1.FILE_OPERATION_FAILED)
+            return Response(failed, status_code=400)
+        return _ok({"filename": name, "name": name, "local_path": f"input/{name}"})
+
+    @get("/images/download", summary="An output (or an uploaded input) by ComfyUI's file reference")
+    async def download(
+        self,
+        services: ServicesDependency,
+        gateway: GatewayDependency,
+        filename: FromQuery[str],
+        subfolder: FromQuery[str] = "",
+        img_type: FromQuery[str] = "output",
+    ) -> Response[Any]:
+        found = find_output(gateway, filename, subfolder, img_type)
+        if found is None:
+            return _failed(JobNotFound(f"no file {filename!r} ({img_type}) known here", field="filename"))
+        path, media_type = found
+        return File(path, filename=filename, media_type=media_type, content_disposition_type="inline")
+
+    @get("/images/url", summary="Where an output can be downloaded from this server")
+    async def url(
+        self,
+        request: Request[Any, Any, Any],
+        filename: FromQuery[str],
+        subfolder: FromQuery[str] = "",
+        img_type: FromQuery[str] = "output",
+    ) -> Response[Any]:
+        base = str(request.base_url).rstrip("/")  # this server: ComfyUI's own address is never handed out
+        query = urlencode({"filename": filename, "subfolder": subfolder, "img_type": img_type})
+        return _ok({"url": f"{base}/api/v1/images/download?{query}", "filename": filename})
+
+
+def _queue_entry(record: JobRecord, number: int) -> dict[str, Any]:
+    return {"prompt_id": record.id, "number": number, "timestamp": record.created_at}

@@ -1,0 +1,133 @@
+"""ComfyUI's own wire shapes, for clients written for ComfyUI that talk to `/comfyui`: the /prompt answers, a
+/history entry built from a job record, /queue, and the /ws frames of a job's events. The prompt id these clients
+see is our job id (a uuid4): ComfyUI's own prompt id for the job never leaves the server. No framework, no I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from comfyui_api.errors import ComfyApiError, WorkflowRejected
+from comfyui_api.jobs.model import (
+    JobCompleted,
+    JobEvent,
+    JobFailed,
+    JobStarted,
+    NodeExecuting,
+    OutputFile,
+    ProgressUpdated,
+)
+from comfyui_api.jobs.store import JobRecord
+
+# The key of ComfyUI's `outputs` (history) and `executed` frames each output kind is reported under.
+_OUTPUT_KEYS = {"image": "images", "animated": "images", "video": "images", "audio": "audio", "latent": "latents"}
+
+
+def accepted(prompt_id: str, number: int) -> dict[str, Any]:
+    return {"prompt_id": prompt_id, "number": number, "node_errors": {}}
+
+
+def rejected(error: ComfyApiError) -> dict[str, Any]:
+    """ComfyUI's 400 body: its own `error` and `node_errors` when ComfyUI refused the graph, else ours in its shape."""
+    if isinstance(error, WorkflowRejected):
+        return {"error": error.details.get("error", {}), "node_errors": error.details.get("node_errors", {})}
+    where = {"field": error.field} if error.field else {}
+    return {
+        "error": {"type": error.kind, "message": error.message, "details": error.field or "", "extra_info": where},
+        "node_errors": {},
+    }
+
+
+def output_ref(output: OutputFile) -> dict[str, Any]:
+    return {"filename": output.filename, "subfolder": output.subfolder, "type": output.comfy_type}
+
+
+def node_outputs(outputs: list[OutputFile]) -> dict[str, dict[str, Any]]:
+    """`{node_id: {"images": [{filename, subfolder, type}], ...}}` as ComfyUI's history has it."""
+    found: dict[str, dict[str, Any]] = {}
+    for output in outputs:
+        key = _OUTPUT_KEYS.get(output.kind, "files")
+        found.setdefault(output.node_id, {}).setdefault(key, []).append(output_ref(output))
+    return found
+
+
+def history_entry(record: JobRecord, number: int) -> dict[str, Any]:
+    """A finished job as one entry of ComfyUI's GET /history (an unfinished one has none: the caller answers {})."""
+    request = record.request
+    outputs = node_outputs(list(record.result.outputs)) if record.result is not None else {}
+    if record.status == "completed":
+        status = {"status_str": "success", "completed": True, "messages": []}
+    else:
+        message = record.error.message if record.error is not None else record.status
+        status = {
+            "status_str": "error",
+            "completed": False,
+            "messages": [["execution_error", {"prompt_id": record.id, "exception_message": message}]],
+        }
+    graph = dict(request.graph)
+    return {
+        "prompt": [number, record.id, graph, {}, sorted(outputs)],
+        "outputs": outputs,
+        "status": status,
+        "meta": {node_id: {"node_id": node_id, "display_node": node_id} for node_id in outputs},
+    }
+
+
+def queue_item(record: JobRecord, number: int) -> list[Any]:
+    return [number, record.id, dict(record.request.graph), {}, []]
+
+
+def status_frame(queue_remaining: int, sid: str | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {"status": {"exec_info": {"queue_remaining": queue_remaining}}}
+    if sid is not None:
+        data["sid"] = sid
+    return {"type": "status", "data": data}
+
+
+def frames(event: JobEvent, prompt_id: str, record: JobRecord | None = None) -> list[dict[str, Any]]:
+    """The /ws frames ComfyUI would send for one of our job events (none for events it has no frame for)."""
+    match event:
+        case JobStarted():
+            return [{"type": "execution_start", "data": {"prompt_id": prompt_id}}]
+        case NodeExecuting(node_id=node_id):
+            return [{"type": "executing", "data": {"node": node_id, "display_node": node_id, "prompt_id": prompt_id}}]
+        case ProgressUpdated(node_id=node_id, value=value, max=maximum):
+            return [
+                {"type": "progress", "data": {"value": value, "max": maximum, "prompt_id": prompt_id, "node": node_id}}
+            ]
+        case JobCompleted(result=result):
+            # The outputs are announced once the job has them (ComfyUI's own files are gone by then): a client that
+            # reads /history or /view on `executed` or on the end of the run finds them.
+            executed = [
+                {
+                    "type": "executed",
+                    "data": {"node": node, "display_node": node, "output": output, "prompt_id": prompt_id},
+                }
+                for node, output in node_outputs(list(result.outputs)).items()
+            ]
+            done = {"type": "executing", "data": {"node": None, "prompt_id": prompt_id}}
+            success = {"type": "execution_success", "data": {"prompt_id": prompt_id, "timestamp": _now_ms()}}
+            return [*executed, success, done]
+        case JobFailed(error=error):
+            if error.kind == "cancelled":
+                body: dict[str, Any] = {"prompt_id": prompt_id, "node_id": None, "node_type": None, "executed": []}
+                return [{"type": "execution_interrupted", "data": body}]
+            details = error.details
+            body = {
+                "prompt_id": prompt_id,
+                "node_id": details.get("node_id"),
+                "node_type": details.get("node_type"),
+                "executed": [],
+                "exception_message": details.get("exception_message", error.message),
+                "exception_type": details.get("exception_type", error.kind),
+                "traceback": details.get("traceback", []),
+                "current_inputs": {},
+                "current_outputs": {},
+            }
+            return [{"type": "execution_error", "data": body}]
+    return []
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

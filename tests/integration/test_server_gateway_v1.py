@@ -1,0 +1,83 @@
+"""`/api/v1`, the FastAPI gateway's contract: every answer in its `{code, message, data}` envelope, business codes
+for errors (1002 a workflow ComfyUI refused, 404 an unknown prompt, 400 a bad body), submit -> history -> download,
+interrupt, queue status and clear, uploads, and download URLs on this server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.server import ServerProcess, load_image_graph, png_bytes, running_server, sampler_graph
+
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    yield from running_server(tmp_path_factory.mktemp("gateway-v1"))
+
+
+def call(server: ServerProcess, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    answer = httpx.request(method, server.url("/api/v1" + path), timeout=30, **kwargs)
+    body = answer.json()
+    assert set(body) == {"code", "message", "data"}, body
+    return answer.status_code, body
+
+
+def wait_for_outputs(server: ServerProcess, prompt_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        _, body = call(server, "GET", f"/workflows/{prompt_id}/history")
+        if body["data"]["outputs"]:
+            return dict(body["data"])
+        time.sleep(0.1)
+    raise AssertionError(f"{prompt_id} produced no outputs")
+
+
+def test_upload_submit_history_and_download(server: ServerProcess) -> None:
+    status, uploaded = call(server, "POST", "/images/upload", files={"file": ("cat.png", png_bytes(), "image/png")})
+    assert (status, uploaded["code"]) == (200, 200)
+    name = uploaded["data"]["name"]
+    assert uploaded["data"]["local_path"] == f"input/{name}"
+    status, submitted = call(server, "POST", "/workflows/submit", json={"workflow": load_image_graph(name)})
+    assert (status, submitted["code"], submitted["message"]) == (200, 200, "success")
+    prompt_id = submitted["data"]["prompt_id"]
+    assert submitted["data"]["client_id"]
+    history = wait_for_outputs(server, prompt_id)
+    [image] = history["outputs"]["9"]["images"]
+    _, link = call(server, "GET", "/images/url", params={"filename": image["filename"], "img_type": image["type"]})
+    assert link["data"]["url"].startswith(server.base_url + "/api/v1/images/download?")
+    downloaded = httpx.get(link["data"]["url"], timeout=10)
+    assert downloaded.status_code == 200 and downloaded.content[:4] == b"\x89PNG"
+
+
+def test_errors_carry_business_codes(server: ServerProcess) -> None:
+    status, rejected = call(
+        server, "POST", "/workflows/submit", json={"workflow": {"1": {"class_type": "NoSuchNode", "inputs": {}}}}
+    )
+    assert (status, rejected["code"], rejected["data"]) == (400, 1002, None)
+    status, bad = call(server, "POST", "/workflows/submit", json={"workflow": "not a graph"})
+    assert (status, bad["code"]) == (400, 400) and "workflow" in bad["message"]
+    status, unknown = call(server, "GET", "/workflows/no-such-prompt/history")
+    assert (status, unknown["code"], unknown["data"]) == (404, 404, None)
+    status, missing = call(server, "GET", "/images/download", params={"filename": "nope.png"})
+    assert (status, missing["code"]) == (404, 404)
+
+
+def test_interrupt_queue_status_and_clear(server: ServerProcess) -> None:
+    _, running = call(server, "POST", "/workflows/submit", json={"workflow": sampler_graph(3000, seed=1)})
+    _, waiting = call(server, "POST", "/workflows/submit", json={"workflow": sampler_graph(3000, seed=2)})
+    _, queue = call(server, "GET", "/queue/status")
+    ids = {item["prompt_id"] for item in queue["data"]["queue_running"] + queue["data"]["queue_pending"]}
+    assert {running["data"]["prompt_id"], waiting["data"]["prompt_id"]} <= ids
+    assert queue["data"]["running_count"] + queue["data"]["pending_count"] >= 2
+    status, cleared = call(server, "POST", "/queue/clear", json={"clear": True})
+    assert status == 200 and waiting["data"]["prompt_id"] in cleared["data"]["cleared"]
+    _, stopped = call(server, "POST", "/workflows/interrupt", json={"prompt_id": running["data"]["prompt_id"]})
+    assert stopped["data"]["interrupted"] is True
+    status, refused = call(server, "POST", "/queue/clear", json={})
+    assert (status, refused["code"]) == (400, 400)
