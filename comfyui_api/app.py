@@ -27,6 +27,7 @@ from comfyui_api.api.health import HealthController
 from comfyui_api.api.interrupts import InterruptController
 from comfyui_api.api.jobs import JobsController
 from comfyui_api.api.large_bodies import ReleaseLargeBodies
+from comfyui_api.api.metrics_route import METRICS_STATE_KEY, MetricsController
 from comfyui_api.api.models import ModelsController
 from comfyui_api.api.prompts import PromptController
 from comfyui_api.api.runpod_routes import RunpodController
@@ -51,6 +52,7 @@ def _lifespan(
         app.state[STATE_KEY] = Services.of(runtime)
         app.state[_RUNTIME_KEY] = runtime
         app.state[MODEL_LIBRARY_STATE_KEY] = runtime.models.library
+        app.state[METRICS_STATE_KEY] = runtime.metrics
         if settings.workflows.workflow_dir is not None:
             routes = WorkflowRoutes(app, settings.workflows.workflow_dir, runtime.instance.client)
             runtime.startup.serve_workflows(routes.load)
@@ -96,7 +98,7 @@ def build_http_app(
     """Routes, error mapping, body limit, API keys and docs; the services come from `lifespan` (or `state`, in
     tests). Without `job_api`, only the health routes."""
     keys = keys if keys is not None else ApiKeys(settings.server)
-    handlers: list[Any] = [HealthController]
+    handlers: list[Any] = [HealthController, MetricsController]
     if job_api:
         handlers += [PromptController, JobsController, InterruptController, ModelsController, RunpodController]
         handlers.append(DownloadController)

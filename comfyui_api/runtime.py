@@ -25,6 +25,7 @@ from comfyui_api.delivery.system_events import SystemEventPublisher, SystemEvent
 from comfyui_api.delivery.system_feed import ComfyEventFeed
 from comfyui_api.delivery.webhooks import WebhookDelivery
 from comfyui_api.errors import ComfyUnavailable
+from comfyui_api.jobs.model import JobStatus
 from comfyui_api.jobs.output_delivery import OutputDelivery
 from comfyui_api.jobs.outputs import OutputCollector
 from comfyui_api.jobs.registry import JobRegistry
@@ -35,6 +36,7 @@ from comfyui_api.jobs.sqlite_store import SqliteJobStore
 from comfyui_api.jobs.staging import InputStager
 from comfyui_api.jobs.store import MemoryJobStore, StoreLimits
 from comfyui_api.jobs.warmup import Warmup
+from comfyui_api.metrics import ServerMetrics, count_by
 from comfyui_api.models.download import storage_downloader
 from comfyui_api.models.services import ModelServices
 from comfyui_api.settings import Settings
@@ -173,6 +175,17 @@ class Runtime:
         self._webhook_delivery = WebhookDelivery(settings.webhooks, http_client_factory=self._webhook_client)
         self.webhooks = JobWebhooks(self._webhook_delivery, on_change=store.save)
         self.jobs.add_listener(self.webhooks)
+        self.metrics = ServerMetrics(
+            phase=self.readiness_phase,
+            live_states=lambda: count_by(
+                "running" if entry.status in (JobStatus.RUNNING, JobStatus.UPLOADING) else "queued"
+                for entry in self.registry
+            ),
+            comfy_starts=lambda: self.instance.start_count,
+            webhook_states=lambda: count_by(record.webhook.state for record in store if record.webhook is not None),
+            model_cache=self.models.cache.usage,
+        )
+        self.jobs.add_listener(self.metrics)
         self.startup = StartupSequence(
             self.instance, self.models, Warmup(settings.warmup), self.runner, on_fatal=self._startup_failed
         )

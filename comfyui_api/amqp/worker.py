@@ -238,7 +238,8 @@ class AmqpWorker:
                 metadata = given if isinstance(given, Mapping) else {}
                 if isinstance(body.get("prompt"), dict):  # a workflow as the editor saves it is converted
                     body["prompt"] = await self._runtime.ui_workflows.to_api(body["prompt"])
-            request = to_job_request(_prompt_request(body), self._runtime.settings.jobs, self._runtime.storage)
+            settings, storage = self._runtime.settings.jobs, self._runtime.storage
+            request = to_job_request(_prompt_request(body), settings, storage, source="amqp")
         except ComfyApiError as exc:
             await self._finish(task_id, error_event(exc), metadata)
             return

@@ -189,7 +189,8 @@ class ComfyGatewayController(Controller):
                 graph = await services.api_graph(graph)
             given = body.get("prompt_id")
             job_id = given if isinstance(given, str) and is_safe_job_id(given) else str(uuid.uuid4())
-            job = to_job_request(PromptRequest(prompt=graph, id=job_id), services.settings.jobs, services.storage)
+            request_body = PromptRequest(prompt=graph, id=job_id)
+            job = to_job_request(request_body, services.settings.jobs, services.storage, source="comfyui")
         except (msgspec.DecodeError, ComfyApiError) as exc:
             error = exc if isinstance(exc, ComfyApiError) else InvalidRequest(f"invalid JSON: {exc}", field="body")
             return _native(comfy_native.rejected(error), 400)

@@ -61,7 +61,9 @@ class GatewayV1Controller(Controller):
             if is_ui_format(workflow):
                 workflow = await services.api_graph(workflow, field="workflow")
             client_id = body.get("client_id") if isinstance(body.get("client_id"), str) else uuid.uuid4().hex
-            job = to_job_request(PromptRequest(prompt=workflow), services.settings.jobs, services.storage)
+            job = to_job_request(
+                PromptRequest(prompt=workflow), services.settings.jobs, services.storage, source="api_v1"
+            )
             record = await submit_queued(gateway, job, client_id)
         except ComfyApiError as exc:
             return _failed(exc)

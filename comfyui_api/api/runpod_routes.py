@@ -44,7 +44,7 @@ def _request_of(data: Any, services: ServicesDependency) -> JobRequest:
             f"invalid job input: {'; '.join(exc.details)}", field="input", details={"details": exc.details}
         ) from None
     timeout_s = _execution_timeout_s(data.get("policy"))
-    return job_request(str(uuid.uuid4()), spec, services.settings, timeout_s=timeout_s)
+    return job_request(str(uuid.uuid4()), spec, services.settings, timeout_s=timeout_s, source="runpod_api")
 
 
 def _execution_timeout_s(policy: Any) -> float | None:

@@ -1,5 +1,6 @@
 """A Python client for comfyui-api, needing only httpx: `Client` (blocking) and `AsyncClient` run, submit, follow,
-cancel and download jobs; `verify_webhook` checks a signed delivery.
+cancel and download jobs; `ComfyUIClient` / `AsyncComfyUIClient` talk to a bare ComfyUI (or the `/comfyui` door);
+`verify_webhook` checks a signed delivery.
 
     from comfyui_api.client import Client
 
@@ -11,6 +12,7 @@ cancel and download jobs; `verify_webhook` checks a signed delivery.
 """
 
 from comfyui_api.client.async_client import AsyncClient
+from comfyui_api.client.comfyui import AsyncComfyUIClient, ComfyUIClient
 from comfyui_api.client.errors import ApiError, ClientError, JobFailed, ServerUnreachable, WebhookVerificationError
 from comfyui_api.client.model import Event, Job, JobPage, Output, Result
 from comfyui_api.client.sync_client import Client
@@ -20,8 +22,10 @@ from comfyui_api.client.workflow import apply_inputs, apply_sets, load_workflow
 __all__ = [
     "ApiError",
     "AsyncClient",
+    "AsyncComfyUIClient",
     "Client",
     "ClientError",
+    "ComfyUIClient",
     "Event",
     "Job",
     "JobFailed",

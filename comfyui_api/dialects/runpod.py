@@ -227,7 +227,9 @@ def bucket_upload(settings: RunpodSettings, job_id: str, path: str | None) -> tu
     return target, credential
 
 
-def job_request(job_id: str, spec: RunpodInput, settings: Settings, *, timeout_s: float | None = None) -> JobRequest:
+def job_request(
+    job_id: str, spec: RunpodInput, settings: Settings, *, timeout_s: float | None = None, source: str = "runpod"
+) -> JobRequest:
     """The job a RunPod input asks for (`timeout_s`: a request's `policy.executionTimeout`, else PROMPT_TIMEOUT_S)."""
     if not is_safe_job_id(job_id):
         raise InvalidRequest("the job id must be 1-128 letters, digits, '_', '-' or '.'", field="id")
@@ -246,6 +248,7 @@ def job_request(job_id: str, spec: RunpodInput, settings: Settings, *, timeout_s
         fallback_to_base64=True,
         named_inputs=spec.named_inputs,
         extra_data={"api_key_comfy_org": api_key} if api_key else None,
+        source=source,
     )
 
 

@@ -83,8 +83,11 @@ def _webhook_url(value: str | None, field: str) -> str | None:
     return url
 
 
-def to_job_request(body: PromptRequest, settings: JobSettings, storage: StorageRegistry | None = None) -> JobRequest:
-    """The job a POST /prompt body asks for (also a workflow endpoint's, whose `prompt` was built from `input`)."""
+def to_job_request(
+    body: PromptRequest, settings: JobSettings, storage: StorageRegistry | None = None, *, source: str = "http"
+) -> JobRequest:
+    """The job a POST /prompt body asks for (also a workflow endpoint's, whose `prompt` was built from `input`;
+    `source`: the front door, when another takes the same body)."""
     check_graph(body.prompt, max_nodes=settings.max_graph_nodes)
     stored = prompt_storage_fields(body, storage)
     v2_url = _webhook_url(body.webhook_v2, "webhook_v2")
@@ -99,6 +102,7 @@ def to_job_request(body: PromptRequest, settings: JobSettings, storage: StorageR
         cancel_on_disconnect=body.cancel_on_disconnect,
         metadata=check_metadata(body.metadata),
         **stored.job_fields(),
+        source=source,
     )
 
 

@@ -74,6 +74,7 @@ class JobRequest:
     metadata: Mapping[str, Any] | None = None  # the caller's, kept on the record and echoed in webhooks and events
     named_inputs: tuple[NamedInput, ...] = ()
     extra_data: Mapping[str, Any] | None = field(default=None, repr=False)  # ComfyUI's prompt extra_data (secrets)
+    source: str = "http"  # the front door it came through: http, runpod, runpod_api, amqp, comfyui, api_v1, warmup
 
 
 @dataclass

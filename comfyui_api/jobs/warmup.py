@@ -148,6 +148,7 @@ class Warmup:
             graph=graph,
             timeout_s=self._settings.timeout_s,
             discard_outputs=True,
+            source="warmup",
         )
         log.info("warmup started (job %s)", request.id)
         try:
