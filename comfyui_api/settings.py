@@ -443,7 +443,7 @@ def _server_settings(env: _Env) -> ServerSettings:
         max_body_bytes=int(env.number("MAX_BODY_SIZE_MB", 100.0, minimum=0.001) * 1024 * 1024),
         max_queue_depth=env.integer("MAX_QUEUE_DEPTH", 0),
         shutdown_grace_s=env.number("SHUTDOWN_GRACE_S", 60.0),
-        log_level=env.text("LOG_LEVEL", "INFO").upper(),
+        log_level=_log_level(env.text("LOG_LEVEL", "INFO")),
         sse_heartbeat_s=env.number("SSE_HEARTBEAT_S", 15.0, minimum=0.1),
         api_keys=tuple(key.strip() for key in env.text("API_KEYS", "").split(",") if key.strip()),
         api_keys_file=_api_keys_file(env),
@@ -459,6 +459,18 @@ def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise SettingsError(f"{name}={value!r} must be one of {', '.join(allowed)}")
     return value
+
+
+# compat: salad's LOG_LEVEL values (trace, warn, fatal) beside Python's.
+_LOG_LEVELS = {"TRACE": "DEBUG", "DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARNING", "WARNING": "WARNING"}
+_LOG_LEVELS |= {"ERROR": "ERROR", "FATAL": "CRITICAL", "CRITICAL": "CRITICAL"}
+
+
+def _log_level(raw: str) -> str:
+    level = _LOG_LEVELS.get(raw.strip().upper())
+    if level is None:
+        raise SettingsError(f"LOG_LEVEL={raw!r} must be one of {', '.join(name.lower() for name in _LOG_LEVELS)}")
+    return level
 
 
 def _api_keys_file(env: _Env) -> Path | None:

@@ -7,6 +7,7 @@ lists every problem with the file and entry it concerns.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from comfyui_api.workflows.markers import marker_declarations
 from comfyui_api.workflows.workflow import Workflow, WorkflowInput
 
 _ROUTE_PART = re.compile(r"[A-Za-z0-9_-]+")
+log = logging.getLogger(__name__)
 _SCHEMA_SUFFIXES = (".schema.json", ".yaml", ".yml")
 
 
@@ -63,6 +65,12 @@ class WorkflowCatalog:
         if not workflow_dir.is_dir():
             raise WorkflowLoadError(workflow_dir, [f"{workflow_dir} is not a directory"])
         graphs, schemas = _scan(workflow_dir)
+        for code in _code_files(workflow_dir):  # compat: salad's workflows are TypeScript/JavaScript modules
+            log.warning(
+                "WORKFLOW_DIR: %s is code, which this server never runs; export the graph as JSON (Export (API)) "
+                "next to a schema file (NAME.json + NAME.yaml) to serve it as a workflow endpoint",
+                _relative(workflow_dir, code),
+            )
         problems = [
             f"{_relative(workflow_dir, paths[0])}: a schema file without a graph {route}.json"
             for route, paths in schemas.items()
@@ -94,6 +102,10 @@ def _scan(workflow_dir: Path) -> tuple[dict[str, Path], dict[str, list[Path]]]:
         elif name.endswith(".json"):
             graphs[name[: -len(".json")]] = path
     return graphs, schemas
+
+
+def _code_files(workflow_dir: Path) -> list[Path]:
+    return sorted(p for p in workflow_dir.rglob("*") if p.is_file() and p.suffix in (".ts", ".js", ".mjs", ".cjs"))
 
 
 def _relative(workflow_dir: Path, path: Path) -> str:

@@ -140,3 +140,23 @@ def test_a_frozen_build_runs_its_simulator_as_itself(monkeypatch: pytest.MonkeyP
     settings = load_settings({"COMFYUI_API_HOME": str(tmp_path)})
     assert settings.comfy.using_simulator
     assert settings.comfy.cmd[:2] == (sys.executable, "simulator")  # never `-m`, which the binary cannot run
+
+
+@pytest.mark.parametrize(
+    ("given", "level"),
+    [
+        ("trace", "DEBUG"),
+        ("debug", "DEBUG"),
+        ("info", "INFO"),
+        ("warn", "WARNING"),
+        ("error", "ERROR"),
+        ("fatal", "CRITICAL"),
+    ],
+)
+def test_salads_log_levels_work(given: str, level: str, tmp_path: Path) -> None:
+    assert load_settings({"LOG_LEVEL": given, "COMFYUI_API_HOME": str(tmp_path)}).server.log_level == level
+
+
+def test_an_unknown_log_level_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="LOG_LEVEL='loud'"):
+        load_settings({"LOG_LEVEL": "loud", "COMFYUI_API_HOME": str(tmp_path)})

@@ -91,6 +91,18 @@ def test_hidden_files_and_other_files_are_ignored_and_routes_are_sorted(tmp_path
     assert catalog.get("missing") is None
 
 
+def test_code_workflows_are_reported_never_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write_workflow(tmp_path, "a", txt2img_graph())
+    (tmp_path / "sdxl").mkdir()
+    (tmp_path / "sdxl" / "txt2img.ts").write_text("export default { generateWorkflow: () => ({}) }")
+
+    catalog = WorkflowCatalog.load(tmp_path, object_info())
+
+    assert [workflow.route for workflow in catalog] == ["a"]
+    [warning] = [record.getMessage() for record in caplog.records if "sdxl/txt2img.ts" in record.getMessage()]
+    assert "never runs" in warning and "Export (API)" in warning
+
+
 def test_an_empty_directory_is_an_empty_catalog_and_a_missing_one_an_error(tmp_path: Path) -> None:
     assert len(WorkflowCatalog.load(tmp_path, object_info())) == 0
     problems = load_problems(tmp_path / "nope")
