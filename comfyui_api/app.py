@@ -17,6 +17,8 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components
+from litestar.static_files import create_static_files_router
+from swagger_ui_bundle import swagger_ui_path
 
 from comfyui_api.api.auth import SECURITY_SCHEMES, ApiKeyMiddleware, ApiKeys
 from comfyui_api.api.comfy_gateway import GATEWAY_STATE_KEY, ComfyGateway, ComfyGatewayController, comfy_websocket
@@ -38,6 +40,7 @@ from comfyui_api.settings import Settings
 from comfyui_api.version import package_version
 
 _RUNTIME_KEY = "runtime"
+DOCS_ASSETS = "/docs/assets"  # Swagger UI from the swagger-ui-bundle package
 
 
 def _lifespan(
@@ -111,7 +114,7 @@ def build_http_app(
             "security": [{name: []} for name in SECURITY_SCHEMES],
         }
     return Litestar(
-        route_handlers=handlers,
+        route_handlers=[*handlers, create_static_files_router(path=DOCS_ASSETS, directories=[swagger_ui_path])],
         middleware=[ReleaseLargeBodies(), ApiKeyMiddleware(keys)],
         lifespan=list(lifespan),
         state=State(dict(state or {})),
@@ -124,7 +127,16 @@ def build_http_app(
             version=package_version(),
             description="Run ComfyUI workflows over HTTP.",
             path="/docs",
-            render_plugins=[SwaggerRenderPlugin(path="/")],
+            # Swagger UI's assets come from a package and are served here: /docs works with no internet.
+            render_plugins=[
+                SwaggerRenderPlugin(
+                    path="/",
+                    js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                    css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                    standalone_preset_js_url=f"{DOCS_ASSETS}/swagger-ui-standalone-preset.js",
+                    favicon=f"<link rel='icon' type='image/png' href='{DOCS_ASSETS}/favicon-32x32.png'>",
+                )
+            ],
             **security,
         ),
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import time
 from typing import Any
 
@@ -277,6 +278,12 @@ async def test_health_ready_models_and_docs(server: ServerProcess) -> None:
         assert "loras" in models
         docs = await client.get(server.url("/docs"))
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
+        # Every asset the page loads is served here: /docs works with no internet.
+        assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", docs.text)
+        assert assets and all(url.startswith("/") and not url.startswith("//") for url in assets), assets
+        for url in assets:
+            asset = await client.get(server.url(url))
+            assert asset.status_code == 200 and asset.content, url
         spec = (await client.get(server.url("/docs/openapi.json"))).json()
         assert {"/prompt", "/interrupt", "/health", "/ready", "/models"} <= set(spec["paths"])
         assert json.dumps(spec).count("node_errors") >= 1
