@@ -75,6 +75,7 @@ class ServerSettings:
     max_queue_depth: int = 0  # MAX_QUEUE_DEPTH; 0 = unbounded
     shutdown_grace_s: float = 60.0  # SHUTDOWN_GRACE_S: how long in-flight jobs may finish after SIGTERM
     log_level: str = "INFO"  # LOG_LEVEL
+    log_format: str = "text"  # LOG_FORMAT: text | json (one object a line, with the job id)
     sse_heartbeat_s: float = 15.0  # SSE_HEARTBEAT_S: a comment line on a quiet event stream, for idle proxies
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # API_KEYS: comma-separated; none = no auth
     api_keys_file: Path | None = None  # API_KEYS_FILE: one key a line, read again on SIGHUP
@@ -444,6 +445,7 @@ def _server_settings(env: _Env) -> ServerSettings:
         max_queue_depth=env.integer("MAX_QUEUE_DEPTH", 0),
         shutdown_grace_s=env.number("SHUTDOWN_GRACE_S", 60.0),
         log_level=_log_level(env.text("LOG_LEVEL", "INFO")),
+        log_format=_choice("LOG_FORMAT", env.text("LOG_FORMAT", "text"), ("text", "json")),
         sse_heartbeat_s=env.number("SSE_HEARTBEAT_S", 15.0, minimum=0.1),
         api_keys=tuple(key.strip() for key in env.text("API_KEYS", "").split(",") if key.strip()),
         api_keys_file=_api_keys_file(env),
@@ -734,6 +736,7 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("MAX_QUEUE_DEPTH", "0 (no limit)", "jobs admitted at once; more get 503"),
     ("SHUTDOWN_GRACE_S", "60", "how long running jobs may finish after SIGTERM"),
     ("LOG_LEVEL", "INFO", "log level"),
+    ("LOG_FORMAT", "text", "text, or json: one object a line with time, level, logger, message, job_id"),
     ("SSE_HEARTBEAT_S", "15", "keep-alive interval of event streams"),
     ("API_KEYS", "", "comma-separated keys; when set (or API_KEYS_FILE), every route but /health and /ready needs one"),
     ("API_KEYS_FILE", "", "a file of keys, one a line, read again on SIGHUP"),

@@ -22,6 +22,7 @@ from litestar import Litestar
 
 from comfyui_api.app import create_app, runtime_of
 from comfyui_api.http_limits import bounded_protocol
+from comfyui_api.logs import configure_logging
 from comfyui_api.models.manifest import ManifestError, load_manifest
 from comfyui_api.settings import Settings, SettingsError, load_settings
 
@@ -30,7 +31,6 @@ log = logging.getLogger("comfyui_api")
 SETTINGS_EXIT_CODE = 2
 # After draining, uvicorn itself waits this long for responses still being written before it closes them.
 _RESPONSE_FLUSH_S = 10.0
-_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class GracefulServer(uvicorn.Server):
@@ -94,8 +94,7 @@ class GracefulServer(uvicorn.Server):
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.server.log_level, format=_LOG_FORMAT, stream=sys.stderr)
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))  # one line per request
+    configure_logging(settings.server.log_level, settings.server.log_format)
 
 
 def _is_loopback(host: str) -> bool:
@@ -137,7 +136,11 @@ def serve(settings: Settings, *, job_api: bool = True) -> int:
         log_level=settings.server.log_level.lower(),
         lifespan="on",
         timeout_graceful_shutdown=int(_RESPONSE_FLUSH_S),
-        http=bounded_protocol(settings.server),  # header cap and read timeouts (comfyui_api/http_limits.py)
+        http=bounded_protocol(settings.server),
+        # JSON logs: uvicorn's own lines go through the root logger's JSON handler instead of its text ones.
+        log_config=None
+        if settings.server.log_format == "json"
+        else uvicorn.config.LOGGING_CONFIG,  # header cap and read timeouts (comfyui_api/http_limits.py)
     )
     server = GracefulServer(config, app=app, grace_s=settings.server.shutdown_grace_s)
     holder.append(server)

@@ -38,6 +38,7 @@ from comfyui_api.jobs.outputs import OutputCollector, discard
 from comfyui_api.jobs.registry import JobEntry, JobRegistry
 from comfyui_api.jobs.staging import InputStager
 from comfyui_api.jobs.tracking import PromptOutcome, PromptWatch
+from comfyui_api.logs import current_job
 from comfyui_api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -211,6 +212,7 @@ class JobRunner:
 
     async def _run_guarded(self, request: JobRequest, sink: EventSink, entry: JobEntry) -> JobResult:
         """The job's task boundary: every failure is logged once with the job id and becomes a ComfyApiError."""
+        current_job.set(request.id)  # this task's log lines (and those of the tasks it starts) carry the job id
         try:
             async with asyncio.timeout(request.timeout_s):
                 result = await self._run_stages(request, sink, entry)
