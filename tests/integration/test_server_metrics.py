@@ -4,6 +4,7 @@ Prometheus' text format (parsed with prometheus-client's own parser)."""
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -49,12 +50,21 @@ def test_metrics_follow_jobs_of_every_outcome(server: ServerProcess) -> None:
         assert live >= 1  # this one (the timed-out one may still be leaving ComfyUI)
         assert http.post(f"/jobs/{queued}/cancel").json()["cancelled"] is True
         http.get(f"/jobs/{queued}/events", timeout=30)  # to its end
-    after = scrape(server)
-    for outcome in ("completed", "failed", "timeout", "cancelled"):
-        grew = value(after, "comfyui_api_jobs_total", source="http", outcome=outcome) - value(
-            before, "comfyui_api_jobs_total", source="http", outcome=outcome
+    # A job is counted when its record ends: a timed-out one only once ComfyUI has let its prompt go.
+    outcomes = ("completed", "failed", "timeout", "cancelled")
+
+    def grown(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], outcome: str) -> float:
+        name = "comfyui_api_jobs_total"
+        return value(samples, name, source="http", outcome=outcome) - value(
+            before, name, source="http", outcome=outcome
         )
-        assert grew == 1, outcome
+
+    deadline = time.monotonic() + 30
+    after = scrape(server)
+    while any(grown(after, outcome) < 1 for outcome in outcomes) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        after = scrape(server)
+    assert {outcome: grown(after, outcome) for outcome in outcomes} == dict.fromkeys(outcomes, 1)
     total = "comfyui_api_job_duration_seconds_count"
     assert value(after, total, source="http", stage="total") - value(before, total, source="http", stage="total") == 4
     assert value(after, total, source="http", stage="queue_wait") >= 1  # the completed job's stages
