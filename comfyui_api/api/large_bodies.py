@@ -26,6 +26,10 @@ class ReleaseLargeBodies(ASGIMiddleware):
         self._scheduled: asyncio.TimerHandle | None = None
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        declared = _content_length(scope)
+        if declared is not None and declared < LARGE_BODY_BYTES:
+            await next_app(scope, receive, send)  # most requests: nothing to count
+            return
         received = 0
 
         async def counting_receive() -> ReceiveMessage:
@@ -52,3 +56,13 @@ class ReleaseLargeBodies(ASGIMiddleware):
         self._scheduled = None
         self._collected_at = time.monotonic()
         gc.collect()
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
