@@ -149,6 +149,17 @@ def provide_gateway(state: State) -> ComfyGateway:
     return gateway
 
 
+async def read_json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The request body as a JSON object (an empty body is `{}`); InvalidRequest naming `body` otherwise."""
+    try:
+        body = msgspec.json.decode((await request.body()).strip() or b"{}")
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"invalid JSON: {exc}", field="body") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object", field="body")
+    return body
+
+
 def _native(body: Any, status_code: int = 200) -> Response[Any]:
     return Response(body, status_code=status_code, media_type="application/json")
 
@@ -181,8 +192,8 @@ class ComfyGatewayController(Controller):
         self, request: Request[Any, Any, Any], services: ServicesDependency, gateway: GatewayDependency
     ) -> Response[Any]:
         try:
-            body = msgspec.json.decode(await request.body())
-            if not isinstance(body, dict) or not isinstance(body.get("prompt"), dict):
+            body = await read_json_object(request)
+            if not isinstance(body.get("prompt"), dict):
                 raise InvalidRequest("the body must be an object with a `prompt` graph", field="prompt")
             graph = body["prompt"]
             if is_ui_format(graph):
@@ -191,9 +202,8 @@ class ComfyGatewayController(Controller):
             job_id = given if isinstance(given, str) and is_safe_job_id(given) else str(uuid.uuid4())
             request_body = PromptRequest(prompt=graph, id=job_id)
             job = to_job_request(request_body, services.settings.jobs, services.storage, source="comfyui")
-        except (msgspec.DecodeError, ComfyApiError) as exc:
-            error = exc if isinstance(exc, ComfyApiError) else InvalidRequest(f"invalid JSON: {exc}", field="body")
-            return _native(comfy_native.rejected(error), 400)
+        except ComfyApiError as exc:
+            return _native(comfy_native.rejected(exc), 400)
         client_id = body.get("client_id")
         try:
             record = await submit_queued(gateway, job, client_id if isinstance(client_id, str) and client_id else None)
@@ -262,9 +272,7 @@ class ComfyGatewayController(Controller):
     async def interrupt(
         self, request: Request[Any, Any, Any], services: ServicesDependency, gateway: GatewayDependency
     ) -> Response[Any]:
-        raw = await request.body()
-        body = msgspec.json.decode(raw) if raw.strip() else {}
-        prompt_id = body.get("prompt_id") if isinstance(body, dict) else None
+        prompt_id = (await read_json_object(request)).get("prompt_id")
         if isinstance(prompt_id, str) and gateway.number_of(prompt_id) is not None:
             await gateway.jobs.cancel(prompt_id, "interrupted through /comfyui/interrupt")
             return _native({})
@@ -276,14 +284,14 @@ class ComfyGatewayController(Controller):
     async def change_queue(
         self, request: Request[Any, Any, Any], services: ServicesDependency, gateway: GatewayDependency
     ) -> Response[Any]:
-        body = msgspec.json.decode(await request.body() or b"{}")
-        deleted = body.get("delete") if isinstance(body, dict) else None
-        if isinstance(body, dict) and body.get("clear") and gateway.passthrough != PASSTHROUGH_FULL:
+        body = await read_json_object(request)
+        deleted = body.get("delete")
+        if body.get("clear") and gateway.passthrough != PASSTHROUGH_FULL:
             return _refused("clearing ComfyUI's queue")
         for prompt_id in deleted if isinstance(deleted, list) else ():
             if isinstance(prompt_id, str) and gateway.number_of(prompt_id) is not None:
                 await gateway.jobs.cancel(prompt_id, "deleted through /comfyui/queue")
-        if gateway.passthrough == PASSTHROUGH_FULL and isinstance(body, dict) and body.get("clear"):
+        if gateway.passthrough == PASSTHROUGH_FULL and body.get("clear"):
             return await _forwarded(services, request, "queue")
         return _native({})
 

@@ -9,13 +9,18 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
-import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
 from litestar.params import FromPath, FromQuery
 from litestar.response import File
 
-from comfyui_api.api.comfy_gateway import GatewayDependency, find_output, provide_gateway, submit_queued
+from comfyui_api.api.comfy_gateway import (
+    GatewayDependency,
+    find_output,
+    provide_gateway,
+    read_json_object,
+    submit_queued,
+)
 from comfyui_api.api.services import ServicesDependency
 from comfyui_api.comfy.graph import is_ui_format
 from comfyui_api.dialects import comfy_native, gateway_v1
@@ -33,16 +38,6 @@ def _failed(error: ComfyApiError) -> Response[Any]:
     return Response(gateway_v1.error_envelope(error), status_code=error.status_code)
 
 
-async def _json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    try:
-        body = msgspec.json.decode(await request.body() or b"{}")
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"invalid JSON: {exc}", field="body") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("the body must be a JSON object", field="body")
-    return body
-
-
 class GatewayV1Controller(Controller):
     path = "/api/v1"
     tags = ["gateway v1"]
@@ -54,7 +49,7 @@ class GatewayV1Controller(Controller):
         self, request: Request[Any, Any, Any], services: ServicesDependency, gateway: GatewayDependency
     ) -> Response[Any]:
         try:
-            body = await _json_object(request)
+            body = await read_json_object(request)
             workflow = body.get("workflow")
             if not isinstance(workflow, dict):
                 raise InvalidRequest("workflow must be a ComfyUI graph (an object)", field="workflow")
@@ -81,7 +76,7 @@ class GatewayV1Controller(Controller):
     @post("/workflows/interrupt", status_code=200, summary="Stop a queued or running workflow")
     async def interrupt(self, request: Request[Any, Any, Any], gateway: GatewayDependency) -> Response[Any]:
         try:
-            body = await _json_object(request)
+            body = await read_json_object(request)
             prompt_id = body.get("prompt_id")
             if not isinstance(prompt_id, str):
                 raise InvalidRequest("prompt_id is required", field="prompt_id")
@@ -107,7 +102,7 @@ class GatewayV1Controller(Controller):
     @post("/queue/clear", status_code=200, summary="Cancel the pending jobs queued through the gateways")
     async def queue_clear(self, request: Request[Any, Any, Any], gateway: GatewayDependency) -> Response[Any]:
         try:
-            body = await _json_object(request)
+            body = await read_json_object(request)
         except ComfyApiError as exc:
             return _failed(exc)
         if body.get("clear") is not True:
@@ -141,7 +136,6 @@ class GatewayV1Controller(Controller):
     @get("/images/download", summary="An output (or an uploaded input) by ComfyUI's file reference")
     async def download(
         self,
-        services: ServicesDependency,
         gateway: GatewayDependency,
         filename: FromQuery[str],
         subfolder: FromQuery[str] = "",

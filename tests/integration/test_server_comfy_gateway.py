@@ -137,3 +137,13 @@ def test_routes_that_change_comfyui_for_everyone_are_refused(
     answer = httpx.request(method, server.url(path), json=body, timeout=10)
     assert answer.status_code == 403
     assert "COMFYUI_PASSTHROUGH=full" in answer.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/comfyui/interrupt", "/comfyui/queue", "/comfyui/prompt"])
+def test_a_body_that_is_not_json_is_a_400_naming_it(server: ServerProcess, path: str) -> None:
+    answer = httpx.post(
+        server.url(path), content=b"{not json", headers={"content-type": "application/json"}, timeout=10
+    )
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error.get("field", error.get("details")) == "body"
