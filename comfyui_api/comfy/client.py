@@ -52,19 +52,24 @@ class ComfyClient:
     # -- plumbing ------------------------------------------------------------------------------------------------
 
     async def _request(
-        self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None
+        self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None, **body: Any
     ) -> httpx.Response:
+        """One call; `body` takes httpx's `data` / `files` for a form. ComfyUnavailable when ComfyUI is not there or
+        answers 5xx."""
         try:
-            response = await self._http.request(method, path, json=json, params=params)
-        except httpx.TimeoutException as exc:
-            raise ComfyUnavailable(f"ComfyUI did not answer {method} {path} within {self._timeout_s:g}s") from exc
+            response = await self._http.request(method, path, json=json, params=params, **body)
         except httpx.TransportError as exc:
-            raise ComfyUnavailable(f"ComfyUI is unreachable at {self.base_url} ({method} {path}: {exc!r})") from exc
+            raise self._unavailable(method, path, exc) from exc
         if response.status_code >= 500:
             raise ComfyUnavailable(
                 f"ComfyUI answered {method} {path} with {response.status_code}: {_snippet(response.text)}"
             )
         return response
+
+    def _unavailable(self, method: str, path: str, exc: httpx.TransportError) -> ComfyUnavailable:
+        if isinstance(exc, httpx.TimeoutException):
+            return ComfyUnavailable(f"ComfyUI did not answer {method} {path} within {self._timeout_s:g}s")
+        return ComfyUnavailable(f"ComfyUI is unreachable at {self.base_url} ({method} {path}: {exc!r})")
 
     async def forward(
         self,
@@ -93,31 +98,16 @@ class ComfyClient:
                     response.headers.get("content-type", "application/octet-stream"),
                     bytes(body),
                 )
-        except httpx.TimeoutException as exc:
-            raise ComfyUnavailable(f"ComfyUI did not answer {method} {path} within {self._timeout_s:g}s") from exc
         except httpx.TransportError as exc:
-            raise ComfyUnavailable(f"ComfyUI is unreachable at {self.base_url} ({method} {path}: {exc!r})") from exc
+            raise self._unavailable(method, path, exc) from exc
 
     async def upload_image(self, data: bytes, filename: str, *, overwrite: bool = False) -> str:
         """POST /upload/image of `data` into input/ (no subfolder); the name ComfyUI stored it under (ComfyUI picks
         another when the name is taken and `overwrite` is false)."""
         fields = {"type": "input", "overwrite": "true" if overwrite else "false"}
-        try:
-            response = await self._http.post(
-                "/upload/image", data=fields, files={"image": (filename, data, "application/octet-stream")}
-            )
-        except httpx.TimeoutException as exc:
-            raise ComfyUnavailable(f"ComfyUI did not take upload {filename} within {self._timeout_s:g}s") from exc
-        except httpx.TransportError as exc:
-            raise ComfyUnavailable(f"lost ComfyUI while uploading {filename}: {exc!r}") from exc
-        if response.status_code >= 500:
-            raise ComfyUnavailable(f"ComfyUI answered POST /upload/image with {response.status_code}")
-        self._expect_ok(response, "POST /upload/image")
-        body = self._json(response, "POST /upload/image")
-        name = body.get("name") if isinstance(body, Mapping) else None
-        if not isinstance(name, str) or not name:
-            raise ComfyProtocolError(f"ComfyUI answered POST /upload/image without a name: {_snippet(response.text)}")
-        return name
+        files = {"image": (filename, data, "application/octet-stream")}
+        response = await self._request("POST", "/upload/image", data=fields, files=files)
+        return self._stored_name(response)
 
     @staticmethod
     def _json(response: httpx.Response, what: str) -> Any:
@@ -329,6 +319,10 @@ class ComfyClient:
             raise ComfyUnavailable(f"lost ComfyUI while uploading input {path.name}: {exc!r}") from exc
         if response.status_code >= 500:
             raise ComfyUnavailable(f"ComfyUI answered POST /upload/image with {response.status_code}")
+        return self._stored_name(response)
+
+    def _stored_name(self, response: httpx.Response) -> str:
+        """POST /upload/image's answer: `<subfolder>/<name>` as ComfyUI stored the file (`<name>` at the root)."""
         self._expect_ok(response, "POST /upload/image")
         body = self._json(response, "POST /upload/image")
         name = body.get("name") if isinstance(body, Mapping) else None
