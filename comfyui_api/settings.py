@@ -289,6 +289,12 @@ class _Env:
 
         return self._parse(name, default, parse, "a boolean (true/false/1/0)")
 
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.text(name, default).lower()
+        if value not in allowed:
+            raise SettingsError(f"{name}={value!r} must be one of {', '.join(allowed)}")
+        return value
+
     def path(self, name: str, default: T) -> Path | T:
         raw = self._env.get(name, "").strip()
         return Path(raw).expanduser() if raw else default
@@ -445,22 +451,15 @@ def _server_settings(env: _Env) -> ServerSettings:
         max_queue_depth=env.integer("MAX_QUEUE_DEPTH", 0),
         shutdown_grace_s=env.number("SHUTDOWN_GRACE_S", 60.0),
         log_level=_log_level(env.text("LOG_LEVEL", "INFO")),
-        log_format=_choice("LOG_FORMAT", env.text("LOG_FORMAT", "text"), ("text", "json")),
+        log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
         sse_heartbeat_s=env.number("SSE_HEARTBEAT_S", 15.0, minimum=0.1),
         api_keys=tuple(key.strip() for key in env.text("API_KEYS", "").split(",") if key.strip()),
         api_keys_file=_api_keys_file(env),
         max_header_bytes=env.integer("MAX_HEADER_BYTES", 64 * 1024, minimum=1024),
         header_timeout_s=env.number("HEADER_TIMEOUT_S", 15.0, minimum=0.1),
         body_read_timeout_s=env.number("BODY_READ_TIMEOUT_S", 30.0, minimum=0.1),
-        comfy_passthrough=_choice("COMFYUI_PASSTHROUGH", env.text("COMFYUI_PASSTHROUGH", "on"), ("on", "off", "full")),
+        comfy_passthrough=env.choice("COMFYUI_PASSTHROUGH", "on", ("on", "off", "full")),
     )
-
-
-def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
-    value = raw.strip().lower()
-    if value not in allowed:
-        raise SettingsError(f"{name}={value!r} must be one of {', '.join(allowed)}")
-    return value
 
 
 # compat: salad's LOG_LEVEL values (trace, warn, fatal) beside Python's.

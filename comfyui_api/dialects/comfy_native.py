@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from comfyui_api.errors import ComfyApiError, WorkflowRejected
+from comfyui_api.errors import ComfyApiError, JobCancelled, WorkflowRejected
 from comfyui_api.jobs.model import (
     JobCompleted,
     JobEvent,
@@ -85,7 +85,7 @@ def status_frame(queue_remaining: int, sid: str | None = None) -> dict[str, Any]
     return {"type": "status", "data": data}
 
 
-def frames(event: JobEvent, prompt_id: str, record: JobRecord | None = None) -> list[dict[str, Any]]:
+def frames(event: JobEvent, prompt_id: str) -> list[dict[str, Any]]:
     """The /ws frames ComfyUI would send for one of our job events (none for events it has no frame for)."""
     match event:
         case JobStarted():
@@ -110,7 +110,7 @@ def frames(event: JobEvent, prompt_id: str, record: JobRecord | None = None) -> 
             success = {"type": "execution_success", "data": {"prompt_id": prompt_id, "timestamp": _now_ms()}}
             return [*executed, success, done]
         case JobFailed(error=error):
-            if error.kind == "cancelled":
+            if isinstance(error, JobCancelled):
                 body: dict[str, Any] = {"prompt_id": prompt_id, "node_id": None, "node_type": None, "executed": []}
                 return [{"type": "execution_interrupted", "data": body}]
             details = error.details
