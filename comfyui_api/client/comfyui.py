@@ -29,19 +29,26 @@ _WS_RECV_TIMEOUT_S = 30.0  # then /history is checked: a missed frame never leav
 
 
 def _raise_for(response: httpx.Response, what: str) -> Any:
+    """The JSON of a 2xx answer; an ApiError (with ComfyUI's `node_errors` in `details`) otherwise."""
     try:
         body = response.json()
     except ValueError:
         body = response.text
-    if response.status_code >= 400:
-        error = body.get("error") if isinstance(body, Mapping) else None
-        message = error.get("message") if isinstance(error, Mapping) else str(body)[:500]
-        kind = error.get("type") if isinstance(error, Mapping) else f"http_{response.status_code}"
-        details = (
-            {"node_errors": body.get("node_errors")} if isinstance(body, Mapping) and body.get("node_errors") else None
+    if response.status_code < 400:
+        return body
+    error = ApiError.from_body(response.status_code, body)
+    node_errors = body.get("node_errors") if isinstance(body, Mapping) else None
+    details = {"node_errors": node_errors} if node_errors else None
+    raise ApiError(error.status, error.type, f"{what}: {error.message}", details=details, body=body)
+
+
+def _prompt_id(answer: Mapping[str, Any]) -> str:
+    """POST /prompt's answer: its prompt id, or an ApiError carrying `node_errors` when ComfyUI refused part of it."""
+    if answer.get("node_errors"):
+        raise ApiError(
+            400, "node_errors", "ComfyUI refused the workflow", details={"node_errors": answer["node_errors"]}
         )
-        raise ApiError(response.status_code, str(kind), f"{what}: {message}", details=details, body=body)
-    return body
+    return str(answer["prompt_id"])
 
 
 def _outcome(prompt_id: str, entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -114,12 +121,7 @@ class ComfyUIClient:
 
     def submit_workflow(self, workflow: Mapping[str, Any]) -> str:
         """Queue an API-format graph; its prompt id. ApiError (with `details["node_errors"]`) when refused."""
-        answer = self._call("POST", "/prompt", json={"prompt": dict(workflow), "client_id": self.client_id})
-        if answer.get("node_errors"):
-            raise ApiError(
-                400, "node_errors", "ComfyUI refused the workflow", details={"node_errors": answer["node_errors"]}
-            )
-        return str(answer["prompt_id"])
+        return _prompt_id(self._call("POST", "/prompt", json={"prompt": dict(workflow), "client_id": self.client_id}))
 
     def get_status(self, prompt_id: str) -> dict[str, Any]:
         """`{"state": "pending" | "running" | "done", "history": entry or None}`."""
@@ -219,12 +221,8 @@ class AsyncComfyUIClient:
         return dict(await self._call("POST", "/upload/image", files={"image": (file.name, data)}, data=fields))
 
     async def submit_workflow(self, workflow: Mapping[str, Any]) -> str:
-        answer = await self._call("POST", "/prompt", json={"prompt": dict(workflow), "client_id": self.client_id})
-        if answer.get("node_errors"):
-            raise ApiError(
-                400, "node_errors", "ComfyUI refused the workflow", details={"node_errors": answer["node_errors"]}
-            )
-        return str(answer["prompt_id"])
+        body = {"prompt": dict(workflow), "client_id": self.client_id}
+        return _prompt_id(await self._call("POST", "/prompt", json=body))
 
     async def wait_for_completion(self, prompt_id: str, *, timeout_s: float = 600.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
