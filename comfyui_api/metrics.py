@@ -13,9 +13,7 @@ queued and running, ComfyUI's starts and readiness phase, webhook deliveries and
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client import Counter as CounterMetric
@@ -121,7 +119,3 @@ class _StateCollector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # collected at scrape time only
-
-
-def count_by(values: Iterator[Any]) -> dict[str, int]:
-    return dict(Counter(str(value) for value in values))

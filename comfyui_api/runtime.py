@@ -12,6 +12,7 @@ import contextlib
 import logging
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,7 +37,7 @@ from comfyui_api.jobs.sqlite_store import SqliteJobStore
 from comfyui_api.jobs.staging import InputStager
 from comfyui_api.jobs.store import MemoryJobStore, StoreLimits
 from comfyui_api.jobs.warmup import Warmup
-from comfyui_api.metrics import ServerMetrics, count_by
+from comfyui_api.metrics import ServerMetrics
 from comfyui_api.models.download import storage_downloader
 from comfyui_api.models.services import ModelServices
 from comfyui_api.settings import Settings
@@ -177,12 +178,12 @@ class Runtime:
         self.jobs.add_listener(self.webhooks)
         self.metrics = ServerMetrics(
             phase=self.readiness_phase,
-            live_states=lambda: count_by(
+            live_states=lambda: Counter(
                 "running" if entry.status in (JobStatus.RUNNING, JobStatus.UPLOADING) else "queued"
                 for entry in self.registry
             ),
             comfy_starts=lambda: self.instance.start_count,
-            webhook_states=lambda: count_by(record.webhook.state for record in store if record.webhook is not None),
+            webhook_states=lambda: Counter(record.webhook.state for record in store if record.webhook is not None),
             model_cache=self.models.cache.usage,
         )
         self.jobs.add_listener(self.metrics)

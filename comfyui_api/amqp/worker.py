@@ -323,34 +323,32 @@ class AmqpWorker:
             log.info("ack of task %s failed (%s): its redelivery will be acked without a rerun", task_id, exc)
 
     async def _publish(self, task_id: str, wire: WireEvent, metadata: Mapping[str, Any]) -> None:
-        assert self._exchange is not None
         payload = envelope(task_id, wire.event_type, wire.data, {**self._meta, **metadata})
-        delivery = aio_pika.DeliveryMode.PERSISTENT if wire.persistent else aio_pika.DeliveryMode.NOT_PERSISTENT
-        await self._exchange.publish(
-            aio_pika.Message(
-                json.dumps(payload).encode(),
-                content_type="application/json",
-                delivery_mode=delivery,
-                message_id=uuid.uuid4().hex,
-                headers={"task_id": task_id, "event_type": wire.event_type},
-            ),
-            routing_key=wire.routing_key,
-            timeout=_PUBLISH_TIMEOUT_S,
-        )
+        headers = {"task_id": task_id, "event_type": wire.event_type}
+        await self._send(wire.routing_key, payload, persistent=wire.persistent, headers=headers)
 
     async def _publish_system_event(self, name: str, data: dict[str, Any], metadata: dict[str, str]) -> bool:
         """A system event (SYSTEM_WEBHOOK_EVENTS, no SYSTEM_WEBHOOK_URL): `event.system.<name>`, task_id "system"."""
         if self._exchange is None or not self._connected.is_set():
             return False
-        await self._exchange.publish(
-            aio_pika.Message(
-                json.dumps(envelope("system", name, data, {**self._meta, **metadata})).encode(),
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
-            ),
-            routing_key=f"event.system.{name}",
-        )
+        payload = envelope("system", name, data, {**self._meta, **metadata})
+        await self._send(f"event.system.{name}", payload, persistent=False)
         return True
+
+    async def _send(
+        self, routing_key: str, payload: Mapping[str, Any], *, persistent: bool, headers: dict[str, Any] | None = None
+    ) -> None:
+        """One JSON message on the exchange, confirmed by the broker within _PUBLISH_TIMEOUT_S."""
+        assert self._exchange is not None
+        delivery = aio_pika.DeliveryMode.PERSISTENT if persistent else aio_pika.DeliveryMode.NOT_PERSISTENT
+        message = aio_pika.Message(
+            json.dumps(payload).encode(),
+            content_type="application/json",
+            delivery_mode=delivery,
+            message_id=uuid.uuid4().hex,
+            headers=headers,
+        )
+        await self._exchange.publish(message, routing_key=routing_key, timeout=_PUBLISH_TIMEOUT_S)
 
     # ---- registry ----
 
@@ -372,14 +370,8 @@ class AmqpWorker:
         }
 
     async def _publish_service(self, kind: str, data: Mapping[str, Any], *, persistent: bool) -> None:
-        wire = WireEvent(kind, data, persistent=persistent)
-        assert self._exchange is not None
         payload = envelope("system", f"instance_{kind}", dict(data), self._meta)
-        delivery = aio_pika.DeliveryMode.PERSISTENT if persistent else aio_pika.DeliveryMode.NOT_PERSISTENT
-        await self._exchange.publish(
-            aio_pika.Message(json.dumps(payload).encode(), content_type="application/json", delivery_mode=delivery),
-            routing_key=f"service.instance.{wire.event_type}",
-        )
+        await self._send(f"service.instance.{kind}", payload, persistent=persistent)
 
     async def _register(self) -> None:
         delay_s = 0.5
