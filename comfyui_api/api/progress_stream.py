@@ -57,7 +57,7 @@ async def _frames(
     record: JobRecord, registry: JobRegistry, *, after_seq: int, heartbeat_s: float, cancel_on_disconnect: bool
 ) -> AsyncIterator[bytes]:
     frames = sse_stream(
-        record.events.follow(after_seq, heartbeat_s=heartbeat_s),
+        record.events.follow_batches(after_seq, heartbeat_s=heartbeat_s),
         serialize_complete=lambda _: _held_body(record),
         metadata=record.request.metadata,
     )

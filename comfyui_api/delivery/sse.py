@@ -1,5 +1,6 @@
 """Server-Sent Events for one job: `sse_stream(events, ...)` turns a job's sequenced events (its event log, replayed
-then followed: `jobs.broker.JobEventLog.follow`) into `text/event-stream` bytes, usable as a Litestar `Stream` body.
+then followed: `jobs.broker.JobEventLog.follow_batches`) into `text/event-stream` bytes, usable as a Litestar
+`Stream` body.
 
 Frames, in order: `queued`, `started`, `executing`, `progress`, `preview`, `output`, then exactly one of
 `complete` / `failed`; each carries `id: <sequence number>` so a client can resume with `Last-Event-ID`. Closing
@@ -13,7 +14,7 @@ import base64
 import inspect
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -38,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 HEARTBEAT = b": keep-alive\n\n"
 SSE_MEDIA_TYPE = "text/event-stream"
+# Terminal frames up to this size are encoded once and sent to every reader of the job's stream (fifty readers of
+# one job then cost one read of its outputs, not fifty); larger ones stream to each reader from disk.
+SHARED_TERMINAL_MAX_BYTES = 1024 * 1024
 # no caching and no proxy buffering of a live stream
 SSE_HEADERS: Mapping[str, str] = MappingProxyType({"cache-control": "no-cache", "x-accel-buffering": "no"})
 
@@ -133,6 +137,37 @@ async def _terminal_frames(
         yield await _complete_frame(event.job_id, body, item.seq)
 
 
+async def _shared_terminal(
+    item: SequencedEvent, serialize_complete: SerializeComplete, metadata: Mapping[str, Any] | None
+) -> AsyncGenerator[bytes, None]:
+    """The terminal frame, built once for all the readers of the stream when it is at most
+    `SHARED_TERMINAL_MAX_BYTES` (the first reader keeps it on the event; see `SequencedEvent.encoded`), else streamed
+    to each reader on its own, piece by piece, so that a large result is never held in memory."""
+    if item.encoded is not None:
+        yield item.encoded
+        return
+    held: list[bytes] | None = []
+    size = 0
+    pieces = _terminal_frames(item, serialize_complete, metadata)
+    try:
+        async for piece in pieces:
+            if held is None:
+                yield piece
+                continue
+            held.append(piece)
+            size += len(piece)
+            if size > SHARED_TERMINAL_MAX_BYTES:
+                yield b"".join(held)
+                held = None
+    finally:
+        await pieces.aclose()
+    if held is not None:
+        frame = b"".join(held)
+        if frame.endswith(b"\n\n"):  # a whole frame: one that broke off half way is not for others
+            item.encoded = frame
+        yield frame
+
+
 async def _complete_frame(job_id: str, body: Mapping[str, Any] | Awaitable[Mapping[str, Any]], seq: int) -> bytes:
     try:
         if inspect.isawaitable(body):
@@ -150,7 +185,7 @@ def _serialisation_failed(job_id: str, exc: Exception, seq: int) -> bytes:
 
 
 async def sse_stream(
-    events: AsyncIterator[SequencedEvent | None],
+    events: AsyncIterator[Sequence[SequencedEvent] | None],
     *,
     serialize_complete: SerializeComplete,
     metadata: Mapping[str, Any] | None = None,
@@ -159,32 +194,39 @@ async def sse_stream(
 ) -> AsyncGenerator[bytes, None]:
     """Frames for a job's events up to its terminal one; `: keep-alive` for each None (a quiet spell).
 
-    `serialize_complete(result)` gives the body a synchronous request would get (see `SerializeComplete`); `metadata`
-    goes into the `failed` frame. Previews are sent at most `max_previews_per_s` a second (0: none). When the
-    consumer stops iterating (aclose, or the task being cancelled), `events` is closed; the job is not touched.
+    `events` gives the events a batch at a time (`JobEventLog.follow_batches`): the frames of one batch go out as one
+    piece. `serialize_complete(result)` gives the body a synchronous request would get (see `SerializeComplete`);
+    `metadata` goes into the `failed` frame. Previews are sent at most `max_previews_per_s` a second (0: none). When
+    the consumer stops iterating (aclose, or the task being cancelled), `events` is closed; the job is not touched.
     """
     preview_interval_s = 1.0 / max_previews_per_s if max_previews_per_s > 0 else None
     last_preview_s: float | None = None
     try:
-        async for item in events:
-            if item is None:
+        async for batch in events:
+            if batch is None:
                 yield HEARTBEAT
                 continue
-            event = item.event
-            if isinstance(event, JobCompleted | JobFailed):
-                async for piece in _terminal_frames(item, serialize_complete, metadata):
-                    yield piece
-                return
-            if isinstance(event, PreviewProduced):
-                now_s = clock()
-                if preview_interval_s is None or (
-                    last_preview_s is not None and now_s - last_preview_s < preview_interval_s
-                ):
-                    continue
-                last_preview_s = now_s
-            if item.encoded is None:
-                item.encoded = event_frame(event, item.seq) or b""
-            if item.encoded:
-                yield item.encoded
+            frames: list[bytes] = []
+            for item in batch:
+                event = item.event
+                if isinstance(event, JobCompleted | JobFailed):
+                    if frames:
+                        yield b"".join(frames)
+                    async for piece in _shared_terminal(item, serialize_complete, metadata):
+                        yield piece
+                    return
+                if isinstance(event, PreviewProduced):
+                    now_s = clock()
+                    if preview_interval_s is None or (
+                        last_preview_s is not None and now_s - last_preview_s < preview_interval_s
+                    ):
+                        continue
+                    last_preview_s = now_s
+                if item.encoded is None:
+                    item.encoded = event_frame(event, item.seq) or b""
+                if item.encoded:
+                    frames.append(item.encoded)
+            if frames:
+                yield frames[0] if len(frames) == 1 else b"".join(frames)
     finally:
         await aclose_body(events)

@@ -27,6 +27,7 @@ class SequencedEvent:
     event: JobEvent
     # The event as a reader encoded it, kept so that every other reader of the same event reuses the bytes (one
     # encode per event, not one per subscriber). Set by the first reader; readers of one kind agree on the format.
+    # The terminal event's bytes (they may carry the outputs) are let go when its last reader has finished.
     encoded: bytes | None = None
 
 
@@ -44,6 +45,7 @@ class JobEventLog:
         self._changed = asyncio.Event()
         self._terminal: SequencedEvent | None = None
         self._previews = 0  # how many previews the log holds
+        self._followers = 0  # readers inside `follow` now
 
     @property
     def last_seq(self) -> int:
@@ -83,27 +85,57 @@ class JobEventLog:
 
     def replay(self, after_seq: int = 0) -> list[SequencedEvent]:
         """The events kept so far with a sequence number above `after_seq`."""
-        return [item for item in self._log if item.seq > after_seq]
+        if not self._log or self._log[-1].seq <= after_seq:
+            return []  # a live reader's usual case: nothing new, without walking the log
+        newer: list[SequencedEvent] = []
+        for item in reversed(self._log):  # a live reader wants the last one or two: walk from the newest end
+            if item.seq <= after_seq:
+                break
+            newer.append(item)
+        newer.reverse()
+        return newer
 
     async def follow(
         self, after_seq: int = 0, *, heartbeat_s: float | None = None
     ) -> AsyncIterator[SequencedEvent | None]:
         """Events after `after_seq`: first those kept, then live ones, until the terminal event (included). With
         `heartbeat_s`, yields None after that long without an event (for keep-alives)."""
-        position = after_seq
-        while True:
-            for item in self.replay(position):
-                position = item.seq
-                yield item
-                if item is self._terminal:
-                    return
-            if self._terminal is not None and self._terminal.seq <= position:
-                return
-            changed = self._changed
-            if self.last_seq > position:
-                continue
-            try:
-                async with asyncio.timeout(heartbeat_s):
-                    await changed.wait()
-            except TimeoutError:
+        async for batch in self.follow_batches(after_seq, heartbeat_s=heartbeat_s):
+            if batch is None:
                 yield None
+                continue
+            for item in batch:
+                yield item
+
+    async def follow_batches(
+        self, after_seq: int = 0, *, heartbeat_s: float | None = None
+    ) -> AsyncIterator[list[SequencedEvent] | None]:
+        """`follow` a batch at a time: all the events that came since the reader last looked, in one list (a burst
+        of events then costs a writer one write, not one per event). Never an empty list; None as in `follow`."""
+        self._followers += 1
+        position = after_seq
+        try:
+            while True:
+                batch = self.replay(position)
+                if batch:
+                    terminal = self._terminal
+                    if terminal is not None and terminal.seq <= batch[-1].seq:
+                        yield batch
+                        return
+                    position = batch[-1].seq
+                    yield batch
+                    continue
+                if self._terminal is not None and self._terminal.seq <= position:
+                    return
+                changed = self._changed
+                if self.last_seq > position:
+                    continue
+                try:
+                    async with asyncio.timeout(heartbeat_s):
+                        await changed.wait()
+                except TimeoutError:
+                    yield None
+        finally:
+            self._followers -= 1
+            if not self._followers and self._terminal is not None:
+                self._terminal.encoded = None

@@ -32,7 +32,7 @@ class Served:
 
     async def stream(self) -> AsyncIterator[bytes]:
         """What a route does to learn that its client went away: it owns the generator and sees it closed."""
-        frames = sse_stream(self.log.follow(heartbeat_s=0.05), serialize_complete=serialize)
+        frames = sse_stream(self.log.follow_batches(heartbeat_s=0.05), serialize_complete=serialize)
         try:
             async for frame in frames:
                 yield frame

@@ -117,7 +117,7 @@ async def test_a_whole_job_streams_in_order_and_ends_with_one_complete() -> None
         progress(99.0, 3),  # after the terminal event: ignored
         JobFailed(JOB, error=ExecutionFailed("late", node_id="3", node_type="X", exception_type="E")),
     )
-    stream = sse_stream(log.follow(), serialize_complete=serialize, max_previews_per_s=0.5, clock=FakeClock())
+    stream = sse_stream(log.follow_batches(), serialize_complete=serialize, max_previews_per_s=0.5, clock=FakeClock())
     frames = parse_with_ids(b"".join([chunk async for chunk in stream]))
 
     assert [name for name, _, _ in frames] == [
@@ -143,7 +143,7 @@ async def test_a_whole_job_streams_in_order_and_ends_with_one_complete() -> None
 async def test_failed_carries_the_structured_error_and_the_metadata() -> None:
     error = ExecutionFailed("boom", node_id="3", node_type="KSampler", exception_type="RuntimeError")
     log = log_of(JobStarted(JOB), JobFailed(JOB, error=error), JobCompleted(JOB, result=make_result()))
-    frames = await collect(sse_stream(log.follow(), serialize_complete=serialize, metadata={"user": "u1"}))
+    frames = await collect(sse_stream(log.follow_batches(), serialize_complete=serialize, metadata={"user": "u1"}))
     assert [name for name, _ in frames] == ["started", "failed"]
     assert frames[1][1] == {"id": JOB, "error": error.to_dict(), "metadata": {"user": "u1"}}
     assert frames[1][1]["error"]["details"]["node_type"] == "KSampler"
@@ -159,14 +159,14 @@ async def test_async_serializer_and_a_failing_one_still_end_with_one_terminal_fr
 
     for serializer, expected in ((slow_serialize, "complete"), (broken, "failed")):
         log = log_of(JobCompleted(JOB, result=make_result()))
-        frames = await collect(sse_stream(log.follow(), serialize_complete=serializer))
+        frames = await collect(sse_stream(log.follow_batches(), serialize_complete=serializer))
         assert [name for name, _ in frames] == [expected]
     assert frames[0][1]["error"]["type"] == "internal_error"
 
 
 async def test_heartbeat_comments_fill_silence() -> None:
     log = JobEventLog(JOB)
-    stream = sse_stream(log.follow(heartbeat_s=0.01), serialize_complete=serialize)
+    stream = sse_stream(log.follow_batches(heartbeat_s=0.01), serialize_complete=serialize)
     assert await anext(stream) == HEARTBEAT
     assert await anext(stream) == HEARTBEAT
     log.publish(JobStarted(JOB))
@@ -180,7 +180,7 @@ async def test_heartbeat_comments_fill_silence() -> None:
 
 async def test_closing_the_stream_never_reaches_the_producer() -> None:
     log = JobEventLog(JOB)
-    stream = sse_stream(log.follow(), serialize_complete=serialize)
+    stream = sse_stream(log.follow_batches(), serialize_complete=serialize)
     log.publish(JobStarted(JOB))
     await anext(stream)
     await stream.aclose()  # the client went away
@@ -191,7 +191,7 @@ async def test_closing_the_stream_never_reaches_the_producer() -> None:
 
 async def test_cancelling_a_waiting_consumer_leaves_the_log_alone() -> None:
     log = JobEventLog(JOB)
-    stream = sse_stream(log.follow(), serialize_complete=serialize)
+    stream = sse_stream(log.follow_batches(), serialize_complete=serialize)
 
     async def consume() -> None:
         async for _ in stream:
@@ -215,10 +215,63 @@ async def test_previews_are_throttled_per_second_for_each_reader() -> None:
 
     async def previews_sent(max_per_s: float) -> list[bytes]:
         clock = itertools.count(100.0, 0.125).__next__  # the reader sees one preview each 1/8 s
-        stream = sse_stream(log.follow(), serialize_complete=serialize, max_previews_per_s=max_per_s, clock=clock)
+        stream = sse_stream(
+            log.follow_batches(), serialize_complete=serialize, max_previews_per_s=max_per_s, clock=clock
+        )
         frames = await collect(stream)
         return [base64.b64decode(data["image"]) for name, data in frames if name == "preview"]
 
     assert await previews_sent(2.0) == [b"\x00", b"\x04", b"\x08"]  # one per half second
     assert await previews_sent(2.0) == [b"\x00", b"\x04", b"\x08"], "every reader is throttled on its own"
     assert await previews_sent(0) == []
+
+
+async def test_a_burst_of_events_goes_out_as_one_piece_and_the_terminal_frame_is_built_once() -> None:
+    calls: list[str] = []
+
+    def counting(result: JobResult) -> dict[str, Any]:
+        calls.append(result.id)
+        return serialize(result)
+
+    log = log_of(JobStarted(JOB), progress(10.0, 1), progress(20.0, 2), OutputReady(JOB, output=make_output()))
+    log.publish(JobCompleted(JOB, result=make_result()))
+    readers = [sse_stream(log.follow_batches(), serialize_complete=counting) for _ in range(3)]
+    pieces = [[await anext(reader)] for reader in readers]  # all three are reading the job at once
+    for reader, chunks in zip(readers, pieces, strict=True):
+        chunks += [chunk async for chunk in reader]
+
+    for chunks in pieces:
+        assert len(chunks) == 2, "the four events that were waiting, then the complete frame"
+        assert [name for name, _ in parse(chunks[0])] == ["started", "progress", "progress", "output"]
+        assert [name for name, _ in parse(chunks[1])] == ["complete"]
+    assert pieces[0] == pieces[1] == pieces[2]
+    assert calls == [JOB], "one reader built the complete frame; the others were sent the same bytes"
+    late = [chunk async for chunk in sse_stream(log.follow_batches(), serialize_complete=counting)]
+    assert late == pieces[0] and calls == [JOB, JOB], "a reader after the others had gone builds it again"
+
+
+async def test_a_large_terminal_frame_is_streamed_to_each_reader_and_never_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from comfyui_api.delivery import sse
+
+    monkeypatch.setattr(sse, "SHARED_TERMINAL_MAX_BYTES", 64)
+    payload = b"x" * 300
+
+    def body(result: JobResult) -> AsyncIterator[bytes]:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'{"id":"' + result.id.encode() + b'","blob":"'
+            for start in range(0, len(payload), 100):
+                yield payload[start : start + 100]
+            yield b'"}'
+
+        return chunks()
+
+    log = log_of(JobStarted(JOB), JobCompleted(JOB, result=make_result()))
+    terminal = log.replay()[-1]
+    reader = sse_stream(log.follow_batches(), serialize_complete=body)
+    chunks = [chunk async for chunk in reader]
+    frames = parse(b"".join(chunks))
+    assert frames[-1] == ("complete", {"id": JOB, "blob": "x" * 300})
+    assert len(chunks) > 3, "past the bound the frame went out piece by piece"
+    assert terminal.encoded is None, "a frame over the bound is not kept for other readers"

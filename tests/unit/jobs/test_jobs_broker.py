@@ -125,3 +125,29 @@ async def test_a_reader_that_stops_reading_does_not_hold_up_publishing() -> None
     assert log.ended and log.last_seq == 10_002
     rest = [item async for item in stalled if item is not None]  # it skipped what the bound dropped
     assert len(rest) <= 64 and rest[-1].seq == 10_002 and isinstance(rest[-1].event, JobCompleted)
+
+
+async def test_a_reader_gets_what_came_while_it_was_away_as_one_batch() -> None:
+    log = JobEventLog(JOB)
+    log.publish(JobStarted(JOB))
+    batches = log.follow_batches()
+    assert [item.seq for item in await anext(batches) or []] == [1]
+    for percent in (10, 20, 30):  # a burst while the reader was busy writing
+        log.publish(progress(percent))
+    assert [item.seq for item in await anext(batches) or []] == [2, 3, 4]
+    log.publish(JobCompleted(JOB, result()))
+    assert [item.seq for item in await anext(batches) or []] == [5]
+    assert [batch async for batch in batches] == [], "the batch with the terminal event is the last"
+
+
+async def test_the_terminal_events_bytes_are_let_go_when_its_last_reader_is_done() -> None:
+    log = JobEventLog(JOB)
+    first, second = log.follow_batches(), log.follow_batches()
+    log.publish(JobCompleted(JOB, result()))
+    terminal = (await anext(first) or [])[-1]
+    assert (await anext(second) or [])[-1] is terminal
+    terminal.encoded = b"id: 1\nevent: complete\ndata: {}\n\n"  # what the first reader built, for the others
+    await first.aclose()
+    assert terminal.encoded is not None, "another reader is still on it"
+    await second.aclose()
+    assert terminal.encoded is None, "no reader left: the bytes (maybe megabytes of outputs) are not kept"
