@@ -383,6 +383,7 @@ def _comfy_settings(env: _Env, data_home: Path) -> ComfySettings:
         # ComfyUI (and so the simulator) writes temp files into `<--temp-directory>/temp`.
         temp_root = temp_dir.parent if temp_dir.name == "temp" else temp_dir
         cmd += ("--temp-directory", str(temp_root), "--models-directory", str(model_dir))
+        cmd += ("--base-directory", str(home))  # its user/ folder too: never the working directory
     return ComfySettings(
         url=url,
         cmd=cmd,

@@ -15,6 +15,9 @@ from pathlib import Path
 from comfyui_api.simulator.profile import NEWEST, PROFILES, ComfyProfile, profile_for
 
 PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")
+# ComfyUI keeps its folders beside its main.py; the simulator has no such folder of its own and never writes into the
+# working directory, so without --base-directory they live here (where `comfyui-api serve` keeps them too).
+DEFAULT_BASE_DIR = Path("~/.local/share/comfyui-api/simulator")
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     # ComfyUI: a bare --listen means every interface.
     parser.add_argument("--listen", type=str, default="127.0.0.1", nargs="?", const="0.0.0.0,::")
     parser.add_argument("--port", type=int, default=8188)
-    parser.add_argument("--base-directory", type=str, default=None)
+    parser.add_argument(
+        "--base-directory", type=str, default=None, help=f"where the folders are by default ({DEFAULT_BASE_DIR})"
+    )
     parser.add_argument("--input-directory", type=str, default=None)
     parser.add_argument("--output-directory", type=str, default=None)
     parser.add_argument("--temp-directory", type=str, default=None)
@@ -94,8 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_config(argv: Sequence[str], cwd: Path | None = None) -> SimulatorConfig:
-    """Parse argv (without the program name); directories default to ComfyUI's, under the base dir."""
+def parse_config(argv: Sequence[str], default_base: Path | None = None) -> SimulatorConfig:
+    """Parse argv (without the program name); directories default to ComfyUI's, under the base dir
+    (`--base-directory`, else `default_base`, else `DEFAULT_BASE_DIR`)."""
     args, _ignored = _parser().parse_known_args(list(argv))
     if args.port < 0 or args.port > 65535:
         raise SystemExit(f"--port must be between 0 and 65535, got {args.port}")
@@ -103,7 +109,7 @@ def parse_config(argv: Sequence[str], cwd: Path | None = None) -> SimulatorConfi
         raise SystemExit(f"--step-seconds must not be negative, got {args.step_seconds}")
     if args.preview_size < 1:
         raise SystemExit(f"--preview-size must be positive, got {args.preview_size}")
-    base = Path(os.path.abspath(args.base_directory or cwd or os.getcwd()))
+    base = Path(os.path.abspath(args.base_directory or default_base or DEFAULT_BASE_DIR.expanduser()))
 
     def pick(value: str | None, default: Path) -> Path:
         return Path(os.path.abspath(value)) if value else default

@@ -153,7 +153,7 @@ def start_target(spec: TargetSpec, extra_args: Sequence[str] = (), step_seconds:
         argv = [spec.python, "main.py", "--cpu", "--disable-auto-launch", *common, *extra_args]
         cwd = spec.comfyui_dir
     else:
-        argv = [sys.executable, "-m", "comfyui_api.simulator", *common, *extra_args]
+        argv = [sys.executable, "-m", "comfyui_api.simulator", *common, "--base-directory", str(scratch), *extra_args]
         if spec.simulator_version is not None:
             argv += ["--comfyui-version", spec.simulator_version]
         if step_seconds is not None:

@@ -146,7 +146,7 @@ def simulator_cmd(port: int, dirs: ComfyDirs, *, step_seconds: float, extra: tup
         sys.executable, "-m", "comfyui_api.simulator", "--listen", "127.0.0.1", "--port", str(port),
         "--input-directory", str(dirs.input), "--output-directory", str(dirs.output),
         "--temp-directory", str(dirs.temp), "--models-directory", str(dirs.models),
-        "--step-seconds", str(step_seconds), *extra,
+        "--step-seconds", str(step_seconds), "--base-directory", str(dirs.root), *extra,
     ]  # fmt: skip
 
 

@@ -35,7 +35,7 @@ def comfyui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     argv = [sys.executable, "-m", "comfyui_api.simulator", "--listen", "127.0.0.1", "--port", str(port),
             "--input-directory", str(dirs.input), "--output-directory", str(dirs.output),
             "--temp-directory", str(dirs.temp), "--models-directory", str(dirs.models),
-            "--step-seconds", "0.01"]  # fmt: skip
+            "--step-seconds", "0.01", "--base-directory", str(root)]  # fmt: skip
     with serve_on_port(argv, port=port, log_path=root / "simulator.log"):
         yield f"http://127.0.0.1:{port}"
 

@@ -46,7 +46,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AttachedWorld]:
     argv = [sys.executable, "-m", "comfyui_api.simulator", "--listen", "127.0.0.1", "--port", str(port),
             "--input-directory", str(comfy.input), "--output-directory", str(comfy.output),
             "--temp-directory", str(comfy.temp), "--models-directory", str(comfy.models),
-            "--step-seconds", "0.01"]  # fmt: skip
+            "--step-seconds", "0.01", "--base-directory", str(root / "remote-comfy")]  # fmt: skip
     with serve_on_port(argv, port=port, log_path=root / "simulator.log"):
         server = start_server(root / "server", env={"COMFYUI_URL": f"http://127.0.0.1:{port}"})
         try:

@@ -61,6 +61,7 @@ def simulator_cmd(home: Path, port: int) -> tuple[str, ...]:
         sys.executable, "-m", "comfyui_api.simulator", "--listen", "127.0.0.1", "--port", str(port),
         "--input-directory", str(home / "input"), "--output-directory", str(home / "output"),
         "--temp-directory", str(home / "temp"), "--models-directory", str(home / "models"),
+        "--base-directory", str(home),
     )  # fmt: skip
 
 

@@ -55,7 +55,8 @@ def comfy_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[in
     port = free_port()
     argv = [sys.executable, "-m", "comfyui_api.simulator", "--listen", "127.0.0.1", "--port", str(port),
             "--input-directory", str(root / "input"), "--output-directory", str(root / "output"),
-            "--temp-directory", str(root / "temp"), "--models-directory", str(root / "models")]  # fmt: skip
+            "--temp-directory", str(root / "temp"), "--models-directory", str(root / "models"),
+            "--base-directory", str(root)]  # fmt: skip
     with serve_on_port(argv, port=port, log_path=root / "simulator.log"):
         yield port, root
 

@@ -32,7 +32,7 @@ def make_config(root: Path, *extra: str, version: str = "0.3.64") -> SimulatorCo
     args = ["--listen", "127.0.0.1", "--port", "0", "--input-directory", str(root / "input"),
             "--output-directory", str(root / "output"), "--temp-directory", str(root / "tmp"),
             "--step-seconds", "0.01", "--comfyui-version", version, *extra]  # fmt: skip
-    return parse_config(args, cwd=root)
+    return parse_config(args, default_base=root)
 
 
 def png_bytes(color: tuple[int, int, int] = (255, 0, 0), size: tuple[int, int] = (64, 48)) -> bytes:

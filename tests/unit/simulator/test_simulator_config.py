@@ -10,8 +10,15 @@ from comfyui_api.simulator.config import parse_config
 from tests.unit.simulator.simulator_support import running_simulator
 
 
-def test_defaults_live_under_the_working_directory(tmp_path: Path) -> None:
-    config = parse_config([], cwd=tmp_path)
+def test_folders_are_never_in_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert parse_config([]).base_dir == tmp_path / "home" / ".local/share/comfyui-api/simulator"
+    assert parse_config(["--base-directory", "b"]).user_dir == tmp_path / "b" / "user", "ComfyUI's flag still works"
+
+
+def test_defaults_live_under_the_base_directory(tmp_path: Path) -> None:
+    config = parse_config([], default_base=tmp_path)
     assert (config.listen, config.port, config.preview_method, config.preview_size) == ("127.0.0.1", 8188, "none", 512)
     assert [config.input_dir, config.output_dir, config.temp_dir, config.user_dir, config.models_dir] == [
         tmp_path / "input", tmp_path / "output", tmp_path / "temp", tmp_path / "user", tmp_path / "models"]  # fmt: skip
@@ -24,20 +31,20 @@ def test_defaults_live_under_the_working_directory(tmp_path: Path) -> None:
         "node_replacements": True,
         "assets": False,
     }
-    older = parse_config(["--comfyui-version", "0.3.64"], cwd=tmp_path)
+    older = parse_config(["--comfyui-version", "0.3.64"], default_base=tmp_path)
     assert older.server_features() == {"supports_preview_metadata": True, "max_upload_size": 104857600}
 
 
 def test_an_unknown_comfyui_version_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
-        parse_config(["--comfyui-version", "0.1.0"], cwd=tmp_path)
+        parse_config(["--comfyui-version", "0.1.0"], default_base=tmp_path)
 
 
 def test_comfyui_command_lines_are_accepted(tmp_path: Path) -> None:
     argv = ["--cpu", "--listen", "0.0.0.0", "--port", "8190", "--disable-auto-launch", "--highvram",
             "--temp-directory", str(tmp_path / "t"), "--output-directory", "out", "--preview-method", "auto",
             "--max-upload-size", "50", "--disable-metadata", "--cache-lru", "3"]  # fmt: skip
-    config = parse_config(argv, cwd=tmp_path)
+    config = parse_config(argv, default_base=tmp_path)
     assert (config.listen, config.port, config.preview_method, config.disable_metadata) == (
         "0.0.0.0",
         8190,
@@ -51,14 +58,14 @@ def test_comfyui_command_lines_are_accepted(tmp_path: Path) -> None:
 
 
 def test_bare_listen_and_cors_flags_take_comfyui_constants(tmp_path: Path) -> None:
-    config = parse_config(["--listen", "--enable-cors-header"], cwd=tmp_path)
+    config = parse_config(["--listen", "--enable-cors-header"], default_base=tmp_path)
     assert (config.listen, config.cors_origin) == ("0.0.0.0,::", "*")
 
 
 @pytest.mark.parametrize("argv", [["--port", "70000"], ["--step-seconds", "-1"], ["--preview-method", "fancy"]])
 def test_bad_values_stop_start_up(tmp_path: Path, argv: list[str]) -> None:
     with pytest.raises(SystemExit):
-        parse_config(argv, cwd=tmp_path)
+        parse_config(argv, default_base=tmp_path)
 
 
 async def test_cors_header_replaces_the_origin_check(tmp_path: Path) -> None:
