@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from litestar import Litestar
@@ -18,7 +20,6 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components
 from litestar.static_files import create_static_files_router
-from swagger_ui_bundle import swagger_ui_path
 
 from comfyui_api.api.auth import SECURITY_SCHEMES, ApiKeyMiddleware, ApiKeys
 from comfyui_api.api.comfy_gateway import GATEWAY_STATE_KEY, ComfyGateway, ComfyGatewayController, comfy_websocket
@@ -40,7 +41,7 @@ from comfyui_api.settings import Settings
 from comfyui_api.version import package_version
 
 _RUNTIME_KEY = "runtime"
-DOCS_ASSETS = "/docs/assets"  # Swagger UI from the swagger-ui-bundle package
+DOCS_ASSETS = "/docs/assets"  # Swagger UI from the swagger-ui-py package
 
 
 def _lifespan(
@@ -90,6 +91,15 @@ def create_app(settings: Settings, *, on_fatal: FatalHandler | None = None, job_
     return build_http_app(settings, lifespan=[_lifespan(settings, on_fatal, keys)], keys=keys, job_api=job_api)
 
 
+def swagger_ui_assets() -> Path:
+    """The folder of Swagger UI's files (5.x: it renders OpenAPI 3.1) that the swagger-ui-py package carries; found
+    without importing the package, whose code (web framework adapters) this server does not use."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("swagger-ui-py is not installed: pip install swagger-ui-py")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
 def build_http_app(
     settings: Settings,
     *,
@@ -114,7 +124,7 @@ def build_http_app(
             "security": [{name: []} for name in SECURITY_SCHEMES],
         }
     return Litestar(
-        route_handlers=[*handlers, create_static_files_router(path=DOCS_ASSETS, directories=[swagger_ui_path])],
+        route_handlers=[*handlers, create_static_files_router(path=DOCS_ASSETS, directories=[swagger_ui_assets()])],
         middleware=[ReleaseLargeBodies(), ApiKeyMiddleware(keys)],
         lifespan=list(lifespan),
         state=State(dict(state or {})),

@@ -37,6 +37,7 @@ class HealthController(Controller):
             phase=phase,
             queue_depth=services.registry.depth,
             max_queue_depth=services.settings.server.max_queue_depth,
+            version=package_version(),
             models=steps.get("models"),
             warmup=steps.get("warmup"),
         )

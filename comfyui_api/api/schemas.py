@@ -38,6 +38,7 @@ class ReadyResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     phase: str
     queue_depth: int
     max_queue_depth: int
+    version: str  # this server's
     models: dict[str, Any] | None = None  # manifest after_start models: {pending, done, failed}, when it has any
     warmup: dict[str, Any] | None = None  # {phase, error, duration_s, run_count}, when a warmup is configured
 

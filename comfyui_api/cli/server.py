@@ -25,6 +25,8 @@ from comfyui_api.http_limits import bounded_protocol
 from comfyui_api.logs import configure_logging
 from comfyui_api.models.manifest import ManifestError, load_manifest
 from comfyui_api.settings import Settings, SettingsError, load_settings
+from comfyui_api.simulator import INSTALL_HINT as SIMULATOR_INSTALL_HINT
+from comfyui_api.simulator import missing_modules
 
 log = logging.getLogger("comfyui_api")
 
@@ -121,6 +123,14 @@ def _warn_about_exposure(settings: Settings) -> None:
 def serve(settings: Settings, *, job_api: bool = True) -> int:
     """Run the server until SIGTERM; `job_api=False` (`comfyui-api worker`) answers only /health and /ready."""
     _configure_logging(settings)
+    if settings.comfy.using_simulator and (missing := missing_modules()):
+        log.error(
+            "No ComfyUI is configured (CMD, COMFYUI_URL and COMFY_HOME/main.py are all unset) and the bundled "
+            "simulator cannot run without %s: %s, or set CMD or COMFY_HOME to run a real ComfyUI.",
+            ", ".join(missing),
+            SIMULATOR_INSTALL_HINT,
+        )
+        return SETTINGS_EXIT_CODE
     if settings.comfy.using_simulator:
         log.warning(
             "No ComfyUI is configured (CMD, COMFYUI_URL and COMFY_HOME/main.py are all unset): running the bundled "

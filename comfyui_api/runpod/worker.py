@@ -9,7 +9,6 @@ output shape. Progress goes to `runpod.serverless.progress_update`, at most once
 from __future__ import annotations
 
 import asyncio
-import atexit
 import base64
 import logging
 import sys
@@ -153,14 +152,23 @@ def main(settings: Settings, sdk_argv: Sequence[str]) -> int:
     """Run the worker until the SDK returns (or exits, as it does after `--test_input`)."""
     try:
         import runpod
-    except ImportError:
-        print("comfyui-api runpod needs the runpod SDK: pip install 'comfyui-api[runpod]'", file=sys.stderr)
+    except ImportError as exc:
+        print(f"comfyui-api runpod needs the runpod SDK ({exc}): pip install 'comfyui-api[runpod]'", file=sys.stderr)
         return 2
+    sys.argv = ["comfyui-api runpod", *sdk_argv]  # the SDK reads its flags from sys.argv
+    if "-h" in sdk_argv or "--help" in sdk_argv:  # the SDK prints its flags and exits: nothing to start for that
+        runpod.serverless.start({"handler": _never_called})
+        return 0
     settings = worker_settings(settings)
     thread = RuntimeThread(settings)
     thread.start()
-    atexit.register(thread.stop, settings.server.shutdown_grace_s)
-    handler = RunpodHandler(thread, settings, progress=runpod.serverless.progress_update)
-    sys.argv = ["comfyui-api runpod", *sdk_argv]  # the SDK reads its flags from sys.argv
-    runpod.serverless.start({"handler": handler})
+    try:
+        handler = RunpodHandler(thread, settings, progress=runpod.serverless.progress_update)
+        runpod.serverless.start({"handler": handler})
+    finally:  # also when the SDK exits (it does after --test_input): ComfyUI is stopped before the interpreter goes
+        thread.stop(settings.server.shutdown_grace_s)
     return thread.fatal_exit_code or 0
+
+
+def _never_called(job: Mapping[str, Any]) -> None:
+    raise AssertionError("no job is taken when only the help was asked for")

@@ -8,9 +8,13 @@ import logging
 import shutil
 import signal
 import sys
+from typing import TYPE_CHECKING
 
+from comfyui_api.simulator import INSTALL_HINT, missing_modules
 from comfyui_api.simulator.config import SimulatorConfig, parse_config
-from comfyui_api.simulator.simulator import Simulator
+
+if TYPE_CHECKING:  # imported when it runs: without its extra the simulator says what to install instead
+    from comfyui_api.simulator.simulator import Simulator
 
 
 def _log_startup(config: SimulatorConfig, argv: list[str]) -> None:
@@ -47,6 +51,10 @@ async def _serve(sim: Simulator) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     config = parse_config(args)
+    if missing := missing_modules():
+        raise SystemExit(f"the ComfyUI simulator needs {', '.join(missing)}: {INSTALL_HINT}")
+    from comfyui_api.simulator.simulator import Simulator
+
     sim = Simulator(config)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("comfyui_api.simulator").addHandler(sim.logs)

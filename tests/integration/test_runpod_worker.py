@@ -77,6 +77,17 @@ def job_result(log: str) -> dict[str, Any]:
     return result
 
 
+def test_help_lists_the_sdks_flags_without_starting_anything(tmp_path: Path) -> None:
+    server = make_server(tmp_path, env={"RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true"})
+    argv = [sys.executable, "-m", "comfyui_api", "runpod", "--help"]
+    done = subprocess.run(argv, cwd=REPO_ROOT, env=server.env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "--test_input" in done.stdout and "--rp_serve_api" in done.stdout
+    said = done.stdout + done.stderr
+    assert "storage provider" not in said and "Traceback" not in said, "no runtime was built for a help text"
+    assert not any(tmp_path.rglob("*.log")), "no ComfyUI was launched"
+
+
 async def test_test_input_uploads_to_the_bucket_under_rp_and_the_path(
     tmp_path: Path, s3: S3Server, runpod_stand_in: WebhookReceiver
 ) -> None:

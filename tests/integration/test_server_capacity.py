@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from comfyui_api.version import package_version
 from tests.integration.server import ServerProcess, image_graph, running_server, sampler_graph, wait_until
 
 
@@ -26,7 +27,10 @@ async def test_full_queue_is_503_with_retry_after(server: ServerProcess) -> None
 
         await wait_until(full, interval_s=0.02)
         ready = await client.get(server.url("/ready"))
-        assert ready.json() == {"status": "not_ready", "phase": "queue_full", "queue_depth": 1, "max_queue_depth": 1}
+        assert ready.json() == {
+            "status": "not_ready", "phase": "queue_full", "queue_depth": 1, "max_queue_depth": 1,
+            "version": package_version(),
+        }  # fmt: skip
         refused = await client.post(server.url("/prompt"), json={"prompt": image_graph()})
         assert refused.status_code == 503
         assert refused.json()["error"]["type"] == "queue_full"

@@ -23,5 +23,6 @@ def test_ci_runs_readmes_test_command_verbatim() -> None:
 
 def test_readme_server_command_installs_and_starts_the_server() -> None:
     server_command = _quick_start_commands()[0]
-    assert "pip install -e ." in server_command
+    # with no ComfyUI configured it runs the simulator, whose dependencies are the `simulator` extra
+    assert "pip install -e '.[simulator]'" in server_command
     assert server_command.endswith(".venv/bin/comfyui-api")

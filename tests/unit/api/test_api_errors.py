@@ -137,7 +137,9 @@ async def test_health_ready_and_docs(client) -> None:
     }
     ready = await client.get("/ready")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "phase": "ready", "queue_depth": 0, "max_queue_depth": 3}
+    assert ready.json() == {
+        "status": "ready", "phase": "ready", "queue_depth": 0, "max_queue_depth": 3, "version": package_version(),
+    }  # fmt: skip
     spec = (await client.get("/docs/openapi.json")).json()
     assert {"/prompt", "/interrupt", "/health", "/ready", "/models"} <= set(spec["paths"])
     assert "PromptRequest" in json.dumps(spec["components"])
