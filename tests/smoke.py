@@ -37,7 +37,7 @@ GRAPH = {
 }
 
 
-SUBCOMMANDS = ("serve", "worker", "runpod", "simulator", "run", "jobs")
+SUBCOMMANDS = ("serve", "worker", "runpod", "simulator", "run", "jobs", "workflow", "completion")
 # The runpod SDK probes the network and asks RunPod for jobs unless told otherwise: nothing may leave the machine.
 NO_RUNPOD_NETWORK = {
     "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",

@@ -1,5 +1,6 @@
 """The `comfyui-api` command (argparse). Server side: `serve` (the default), `worker`, `runpod`, `simulator`
-(`cli/server.py`). Client side, talking to a running server: `run`, `jobs` (`cli/jobs.py`). `--help` (also on each
+(`cli/server.py`). Client side, talking to a running server: `run`, `jobs` (`cli/jobs.py`); `workflow convert|inputs`
+(`cli/workflow.py`). `--help` (also on each
 command) lists what it takes, `--version` prints the version, and an unknown argument exits 2 (never a silently
 started server). The server's modules are imported only by the server commands.
 """
@@ -48,6 +49,13 @@ def _server_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
         add_help=False,
     )
     commands.add_parser(
+        "completion",
+        help='print a shell completion script: eval "$(comfyui-api completion bash)" (also zsh, fish)',
+        description="Print the script that makes your shell complete comfyui-api's commands and flags. bash: add "
+        '`eval "$(comfyui-api completion bash)"` to ~/.bashrc; zsh: the same with zsh, to ~/.zshrc; fish: '
+        "`comfyui-api completion fish | source`.",
+    ).add_argument("shell", choices=("bash", "zsh", "fish"))
+    commands.add_parser(
         "simulator",
         help="run the bundled ComfyUI simulator (ComfyUI's flags, plus --comfyui-version and --step-seconds)",
         add_help=False,
@@ -56,6 +64,7 @@ def _server_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 def build_parser() -> argparse.ArgumentParser:
     from comfyui_api.cli.jobs import add_client_commands
+    from comfyui_api.cli.workflow import add_workflow_commands
 
     parser = argparse.ArgumentParser(
         prog="comfyui-api",
@@ -67,10 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _server_commands(commands)
     add_client_commands(commands)
+    add_workflow_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (see `completion`): answer and exit
+        import argcomplete
+
+        argcomplete.autocomplete(build_parser())
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "simulator":  # every later argument is the simulator's own (ComfyUI's flags)
         from comfyui_api.cli.server import run_simulator
@@ -87,6 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from comfyui_api.cli.jobs import run_client_command
 
         return run_client_command(options)
+    if options.command == "completion":
+        import argcomplete
+
+        sys.stdout.write(argcomplete.shellcode(["comfyui-api"], shell=options.shell))
+        return 0
+    if options.command == "workflow":
+        from comfyui_api.cli.workflow import run_workflow_command
+
+        return run_workflow_command(options)
     from comfyui_api.cli.server import serve_command
 
     environ = dict(os.environ)

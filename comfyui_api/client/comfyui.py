@@ -88,11 +88,18 @@ class ComfyUIClient:
     """A bare ComfyUI at `base_url` (e.g. http://127.0.0.1:8188, or http://host:3000/comfyui)."""
 
     def __init__(
-        self, base_url: str = "http://127.0.0.1:8188", *, timeout_s: float = 30.0, client_id: str | None = None
+        self,
+        base_url: str = "http://127.0.0.1:8188",
+        *,
+        timeout_s: float = 30.0,
+        client_id: str | None = None,
+        api_key: str | None = None,
     ):
+        """`api_key`: for a comfyui-api server's `/comfyui` door when it has API_KEYS (sent as X-API-Key)."""
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id or uuid.uuid4().hex
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        headers = {"X-API-Key": api_key} if api_key else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=headers)
 
     def __enter__(self) -> ComfyUIClient:
         return self
@@ -118,6 +125,10 @@ class ComfyUIClient:
         with file.open("rb") as handle:
             fields = {"subfolder": subfolder, "overwrite": "true" if overwrite else "false", "type": "input"}
             return dict(self._call("POST", "/upload/image", files={"image": (file.name, handle)}, data=fields))
+
+    def object_info(self) -> dict[str, Any]:
+        """Every node type ComfyUI knows, with its inputs (what converting an editor-saved workflow needs)."""
+        return dict(self._call("GET", "/object_info"))
 
     def submit_workflow(self, workflow: Mapping[str, Any]) -> str:
         """Queue an API-format graph; its prompt id. ApiError (with `details["node_errors"]`) when refused."""
@@ -193,11 +204,18 @@ class AsyncComfyUIClient:
     """`ComfyUIClient` for asyncio code (polls /history; `await client.run_workflow_and_download(...)`)."""
 
     def __init__(
-        self, base_url: str = "http://127.0.0.1:8188", *, timeout_s: float = 30.0, client_id: str | None = None
+        self,
+        base_url: str = "http://127.0.0.1:8188",
+        *,
+        timeout_s: float = 30.0,
+        client_id: str | None = None,
+        api_key: str | None = None,
     ):
+        """`api_key`: for a comfyui-api server's `/comfyui` door when it has API_KEYS (sent as X-API-Key)."""
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id or uuid.uuid4().hex
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s)
+        headers = {"X-API-Key": api_key} if api_key else {}
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s, headers=headers)
 
     async def __aenter__(self) -> AsyncComfyUIClient:
         return self
@@ -219,6 +237,9 @@ class AsyncComfyUIClient:
         data = await asyncio.to_thread(file.read_bytes)
         fields = {"subfolder": subfolder, "overwrite": "true" if overwrite else "false", "type": "input"}
         return dict(await self._call("POST", "/upload/image", files={"image": (file.name, data)}, data=fields))
+
+    async def object_info(self) -> dict[str, Any]:
+        return dict(await self._call("GET", "/object_info"))
 
     async def submit_workflow(self, workflow: Mapping[str, Any]) -> str:
         body = {"prompt": dict(workflow), "client_id": self.client_id}

@@ -4,6 +4,7 @@ does the same by polling."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +12,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from comfyui_api.cli import main
 from comfyui_api.client import ApiError
 from comfyui_api.client.comfyui import AsyncComfyUIClient, ComfyUIClient
+from comfyui_api.workflows.ui_format import ui_to_api
 from tests.integration.server import (
     ComfyDirs,
     ServerProcess,
@@ -76,3 +79,15 @@ async def test_the_async_client(comfyui: str, tmp_path: Path) -> None:
         name = (await comfy.upload_file(picture))["name"]
         [path] = await comfy.run_workflow_and_download(load_image_graph(name), tmp_path, timeout_s=60)
         assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_workflow_convert_reads_the_node_definitions_through_the_door(
+    server: ServerProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    template = Path(__file__).resolve().parents[1] / "fixtures" / "ui_workflows" / "image_sdxl_simple.json"
+    with ComfyUIClient(server.url("/comfyui")) as comfy:
+        definitions = comfy.object_info()
+    assert main(["workflow", "convert", str(template), "--comfyui", server.url("/comfyui")]) == 0
+    graph = json.loads(capsys.readouterr().out)
+    assert graph == ui_to_api(json.loads(template.read_text()), definitions)
+    assert {node["class_type"] for node in graph.values()} >= {"CheckpointLoaderSimple", "KSampler", "SaveImage"}

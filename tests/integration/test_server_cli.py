@@ -128,3 +128,20 @@ def test_with_nothing_configured_the_simulator_runs_and_says_so(tmp_path: Path) 
         assert "running the bundled ComfyUI simulator" in server.logs()
     finally:
         server.stop()
+
+
+def test_shell_completion_script_and_answers(tmp_path: Path) -> None:
+    for shell in ("bash", "zsh", "fish"):
+        script = run_cli("completion", shell)
+        assert script.returncode == 0 and "comfyui-api" in script.stdout, script.stderr
+    answers = tmp_path / "answers"
+
+    def complete(line: str) -> list[str]:
+        env = {"_ARGCOMPLETE": "1", "COMP_LINE": line, "COMP_POINT": str(len(line))}
+        done = run_cli(env={**env, "_ARGCOMPLETE_STDOUT_FILENAME": str(answers)})
+        assert done.returncode == 0, done.stderr
+        return [answer.strip() for answer in answers.read_text().split("\v")]
+
+    assert complete("comfyui-api wor") == ["worker", "workflow"]
+    assert {"convert", "inputs"} <= set(complete("comfyui-api workflow "))
+    assert "--status" in complete("comfyui-api jobs list --st")
