@@ -42,7 +42,7 @@ from comfyui_api.dialects.salad import PromptRequest
 from comfyui_api.dialects.salad_body import record_body
 from comfyui_api.dialects.salad_request import to_job_request
 from comfyui_api.errors import CapacityError, ComfyApiError, ComfyUnavailable, InvalidRequest, JobCancelled
-from comfyui_api.jobs.model import JobCompleted, JobFailed, JobQueued
+from comfyui_api.jobs.model import JobCompleted, JobFailed
 from comfyui_api.jobs.staging import is_safe_job_id
 from comfyui_api.runtime import Runtime
 from comfyui_api.settings import AmqpSettings
@@ -282,8 +282,6 @@ class AmqpWorker:
             event = item.event
             if isinstance(event, JobCompleted | JobFailed):
                 return event
-            if isinstance(event, JobQueued):
-                continue
             if prompt_id is None and task_id in registry:
                 prompt_id = registry.get(task_id).prompt_id
             wire = wire_event(event, prompt_id)

@@ -21,8 +21,11 @@ from typing import Any
 from comfyui_api.errors import ComfyApiError, JobCancelled, WorkflowRejected
 from comfyui_api.jobs.model import (
     JobEvent,
+    JobQueued,
     JobStarted,
     NodeExecuting,
+    NodesCached,
+    NodeStates,
     OutputReady,
     PreviewProduced,
     ProgressUpdated,
@@ -93,8 +96,14 @@ def wire_event(event: JobEvent, prompt_id: str | None) -> WireEvent | None:
     """The protocol's event for a job event, or None when the protocol has none for it. The terminal outcome
     (execution_success / _error / _interrupted) is built by the worker, which owns the answer body."""
     match event:
+        case JobQueued(position=position):
+            return WireEvent("status", {"prompt_id": prompt_id, "status": "queued", "queue_position": position}, False)
         case JobStarted():
             return WireEvent("execution_start", {"prompt_id": prompt_id}, persistent=True)
+        case NodesCached(node_ids=node_ids):
+            return WireEvent("execution_cached", {"nodes": list(node_ids), "prompt_id": prompt_id}, persistent=True)
+        case NodeStates(nodes=nodes):
+            return WireEvent("progress_state", {"nodes": dict(nodes), "prompt_id": prompt_id}, persistent=False)
         case NodeExecuting(node_id=node_id, class_type=class_type):
             return WireEvent("executing", {"node": node_id, "class_type": class_type, "prompt_id": prompt_id}, False)
         case ProgressUpdated(node_id=node_id, value=value, max=maximum, percent=percent):

@@ -12,10 +12,18 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from comfyui_api.jobs.model import JobCompleted, JobEvent, JobFailed, NodeExecuting, PreviewProduced, ProgressUpdated
+from comfyui_api.jobs.model import (
+    JobCompleted,
+    JobEvent,
+    JobFailed,
+    NodeExecuting,
+    NodeStates,
+    PreviewProduced,
+    ProgressUpdated,
+)
 
 # Kinds a reader may miss when it falls too far behind; the newest value of each supersedes the older ones.
-_DROPPABLE = (PreviewProduced, ProgressUpdated, NodeExecuting)
+_DROPPABLE = (PreviewProduced, ProgressUpdated, NodeExecuting, NodeStates)
 DEFAULT_REPLAY_EVENTS = 512
 # Previews are big (a base64 image each): only the newest few are kept for replay.
 DEFAULT_REPLAY_PREVIEWS = 4

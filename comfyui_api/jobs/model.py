@@ -145,6 +145,20 @@ class NodeExecuting(JobEvent):
 
 
 @dataclass(frozen=True)
+class NodesCached(JobEvent):
+    """ComfyUI reused these nodes' results from an earlier run: they will not execute."""
+
+    node_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NodeStates(JobEvent):
+    """ComfyUI's per-node state (0.33+ `progress_state`): `{node_id: {value, max, state, ...}}` as it sent it."""
+
+    nodes: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class ProgressUpdated(JobEvent):
     node_id: str | None
     value: float

@@ -18,6 +18,8 @@ from comfyui_api.jobs.model import (
     EventSink,
     JobStarted,
     NodeExecuting,
+    NodesCached,
+    NodeStates,
     PreviewProduced,
     ProgressUpdated,
 )
@@ -186,6 +188,10 @@ class PromptWatch:
             self._sink(JobStarted(self._job_id))
         elif isinstance(message, msg.ExecutionCached):
             self._progress.cached(message.nodes)
+            if message.nodes:
+                self._sink(NodesCached(self._job_id, tuple(message.nodes)))
+        elif isinstance(message, msg.ProgressState):
+            self._sink(NodeStates(self._job_id, dict(message.nodes)))
         elif isinstance(message, msg.Executing) and message.node is not None:
             self._node_started(message.node)
         elif isinstance(message, msg.Progress):

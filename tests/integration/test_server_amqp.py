@@ -109,10 +109,21 @@ async def test_a_task_runs_and_every_event_has_the_envelope_and_routing_key(
     assert len(result["data"]["images"]) == 1 and result["data"]["stats"]["total_time"] > 0
     await wait_until(lambda: _async_true(any(k == "event.result.execution_success" for k, _ in events.of(task_id))))
     keys = [key for key, _ in events.of(task_id)]
-    assert keys[0] == "event.result.execution_start" and keys[-1] == "event.result.execution_success"
+    results = [key for key in keys if key.startswith("event.result.")]
+    assert results[0] == "event.result.execution_start" and keys[-1] == "event.result.execution_success"
     assert "event.stream.progress" in keys and "event.result.executed" in keys
+    assert "event.stream.progress_state" in keys, "ComfyUI 0.33+ (the simulator's default) sends per-node state"
     progress = next(body["data"] for key, body in events.of(task_id) if key == "event.stream.progress")
     assert {"value", "max", "prompt_id", "node", "percent"} <= set(progress)
+    states = next(body["data"] for key, body in events.of(task_id) if key == "event.stream.progress_state")
+    assert states["prompt_id"] == progress["prompt_id"] and isinstance(states["nodes"], dict)
+
+    async with TaskProducer(BROKER, exchange=exchange) as producer:  # the same graph again: ComfyUI reuses nodes
+        again = await producer.submit(f"q.instance.{queue_id}", {"prompt": sampler_graph(5)})
+        assert (await producer.result(again, timeout_s=60))["event_type"] == "execution_success"
+    await wait_until(lambda: _async_true(any(k == "event.result.execution_success" for k, _ in events.of(again))))
+    cached = [body["data"] for key, body in events.of(again) if key == "event.result.execution_cached"]
+    assert cached and "3" in cached[0]["nodes"], f"the sampler (node 3) was cached: {cached}"
     await delete_queue(f"q.instance.{queue_id}")
 
 

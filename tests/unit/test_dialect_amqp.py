@@ -11,13 +11,18 @@ import pytest
 from comfyui_api.dialects.amqp import envelope, error_event, gpu_type, input_queue, wire_event
 from comfyui_api.errors import InvalidRequest, JobCancelled, WorkflowRejected
 from comfyui_api.jobs.model import (
+    JobCompleted,
     JobQueued,
+    JobResult,
     JobStarted,
     NodeExecuting,
+    NodesCached,
+    NodeStates,
     OutputFile,
     OutputReady,
     PreviewProduced,
     ProgressUpdated,
+    Stats,
 )
 
 
@@ -61,6 +66,13 @@ def test_job_events_map_to_stream_and_result_events() -> None:
         (ProgressUpdated("t", "3", 2, 4, 37.5), "event.stream.progress", {"value": 2, "max": 4, "percent": 37.5}),
         (PreviewProduced("t", "3", "image/png", b"\x89P"), "event.stream.binary_preview", {"data": "iVA="}),
         (OutputReady("t", output), "event.result.executed", {"node": "9", "output": {"filename": "a.png"}}),
+        (JobQueued("t", 2), "event.stream.status", {"status": "queued", "queue_position": 2, "prompt_id": "p"}),
+        (NodesCached("t", ("4", "6")), "event.result.execution_cached", {"nodes": ["4", "6"], "prompt_id": "p"}),
+        (
+            NodeStates("t", {"3": {"value": 2, "max": 4, "state": "running"}}),
+            "event.stream.progress_state",
+            {"nodes": {"3": {"value": 2, "max": 4, "state": "running"}}},
+        ),
     ]
     for event, key, expected in cases:
         wire = wire_event(event, "p")
@@ -69,7 +81,7 @@ def test_job_events_map_to_stream_and_result_events() -> None:
         for name, value in expected.items():
             got = wire.data[name]
             assert (got.items() >= value.items()) if isinstance(value, dict) else got == value, (key, name)
-    assert wire_event(JobQueued("t", 0), "p") is None
+    assert wire_event(JobCompleted("t", JobResult("t", {}, [], [], Stats())), "p") is None, "the worker builds it"
 
 
 def test_errors_become_execution_error_or_interrupted() -> None:
