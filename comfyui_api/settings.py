@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote, urlsplit
 
+from dotenv import dotenv_values
+
 T = TypeVar("T")
 
 SYSTEM_EVENT_NAMES = (
@@ -245,6 +247,7 @@ class Settings:
     workflows: WorkflowSettings = field(default_factory=WorkflowSettings)
     runpod: RunpodSettings = field(default_factory=RunpodSettings)
     amqp: AmqpSettings = field(default_factory=AmqpSettings)
+    env_file: Path | None = None  # the .env file read beside the environment (see `with_env_file`), if any
 
 
 class _Env:
@@ -336,8 +339,18 @@ def _comfy_python(env: _Env, home: Path) -> str:
     return "python"
 
 
-def _comfy_settings(env: _Env, data_home: Path) -> ComfySettings:
+def _attach_url(env: _Env) -> str | None:
+    """COMFYUI_URL, else the /api/v1 gateway's spelling of it: COMFYUI_HOST (and COMFYUI_PORT, default 8188)."""
     url = env.url("COMFYUI_URL", None)
+    host = env.text("COMFYUI_HOST", None)
+    if url is not None or host is None:
+        return url
+    port = env.integer("COMFYUI_PORT", 8188, minimum=1)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _comfy_settings(env: _Env, data_home: Path) -> ComfySettings:
+    url = _attach_url(env)
     address = env.text("DIRECT_ADDRESS", "127.0.0.1")
     port = env.integer("COMFYUI_PORT_HOST", 8188, minimum=1)
     raw_cmd = env.text("CMD", "")
@@ -451,7 +464,7 @@ def _server_settings(env: _Env) -> ServerSettings:
         max_body_bytes=int(env.number("MAX_BODY_SIZE_MB", 100.0, minimum=0.001) * 1024 * 1024),
         max_queue_depth=env.integer("MAX_QUEUE_DEPTH", 0),
         shutdown_grace_s=env.number("SHUTDOWN_GRACE_S", 60.0),
-        log_level=_log_level(env.text("LOG_LEVEL", "INFO")),
+        log_level=_log_level(env.text("LOG_LEVEL", "DEBUG" if env.flag("DEBUG", False) else "INFO")),
         log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
         sse_heartbeat_s=env.number("SSE_HEARTBEAT_S", 15.0, minimum=0.1),
         api_keys=tuple(key.strip() for key in env.text("API_KEYS", "").split(",") if key.strip()),
@@ -675,6 +688,22 @@ def _amqp_settings(env: _Env) -> AmqpSettings:
     )
 
 
+ENV_FILE = ".env"
+
+
+def with_env_file(environ: Mapping[str, str], directory: Path) -> tuple[dict[str, str], Path | None]:
+    """`environ` over the variables of `directory/.env` (when there is one): the real environment wins. Also the
+    file that was read, to say so in the log."""
+    path = directory / ENV_FILE
+    if not path.is_file():
+        return dict(environ), None
+    try:
+        from_file = {name: value for name, value in dotenv_values(path).items() if value is not None}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: could not be read ({exc})") from None
+    return {**from_file, **environ}, path
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings tree from an environment mapping (default: os.environ)."""
     env = _Env(os.environ if environ is None else environ)
@@ -708,6 +737,8 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("COMFY_HOME", "/opt/ComfyUI", "ComfyUI's folder; runs its main.py when CMD is unset"),
     ("COMFYUI_PYTHON", "COMFY_HOME's venv/.venv, else python", "interpreter for COMFY_HOME/main.py"),
     ("COMFYUI_URL", "", "attach to this running ComfyUI instead of launching one"),
+    ("COMFYUI_HOST", "", "attach to the ComfyUI on this host (with COMFYUI_PORT) when COMFYUI_URL is unset"),
+    ("COMFYUI_PORT", "8188", "port of the ComfyUI on COMFYUI_HOST"),
     ("DIRECT_ADDRESS", "127.0.0.1", "address the launched ComfyUI listens on"),
     ("COMFYUI_PORT_HOST", "8188", "port the launched ComfyUI listens on"),
     ("INPUT_DIR", "COMFY_HOME/input", "ComfyUI's input folder"),
@@ -735,7 +766,8 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("COMFYUI_PASSTHROUGH", "on", "the /comfyui door: on, off, or full (routes that change ComfyUI passed on too)"),
     ("MAX_QUEUE_DEPTH", "0 (no limit)", "jobs admitted at once; more get 503"),
     ("SHUTDOWN_GRACE_S", "60", "how long running jobs may finish after SIGTERM"),
-    ("LOG_LEVEL", "INFO", "log level"),
+    ("LOG_LEVEL", "INFO (DEBUG when DEBUG=true)", "log level"),
+    ("DEBUG", "false", "true: LOG_LEVEL defaults to DEBUG"),
     ("LOG_FORMAT", "text", "text, or json: one object a line with time, level, logger, message, job_id"),
     ("SSE_HEARTBEAT_S", "15", "keep-alive interval of event streams"),
     ("API_KEYS", "", "comma-separated keys; when set (or API_KEYS_FILE), every route but /health and /ready needs one"),

@@ -8,6 +8,7 @@ then stops ComfyUI and exits 0; a second one exits at once. ComfyUI gone for goo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -15,6 +16,7 @@ import runpy
 import signal
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
@@ -24,7 +26,7 @@ from comfyui_api.app import create_app, runtime_of
 from comfyui_api.http_limits import bounded_protocol
 from comfyui_api.logs import configure_logging
 from comfyui_api.models.manifest import ManifestError, load_manifest
-from comfyui_api.settings import Settings, SettingsError, load_settings
+from comfyui_api.settings import Settings, SettingsError, load_settings, with_env_file
 from comfyui_api.simulator import INSTALL_HINT as SIMULATOR_INSTALL_HINT
 from comfyui_api.simulator import missing_modules
 
@@ -97,6 +99,8 @@ class GracefulServer(uvicorn.Server):
 
 def _configure_logging(settings: Settings) -> None:
     configure_logging(settings.server.log_level, settings.server.log_format)
+    if settings.env_file is not None:
+        log.info("settings read from %s too (the environment wins over it)", settings.env_file)
 
 
 def _is_loopback(host: str) -> bool:
@@ -161,8 +165,11 @@ def serve(settings: Settings, *, job_api: bool = True) -> int:
 
 
 def settings_or_exit(environ: Mapping[str, str]) -> Settings | int:
+    """The settings from `environ` over a `.env` file in the working directory, or the exit code after saying what
+    is wrong."""
     try:
-        settings = load_settings(environ)
+        merged, env_file = with_env_file(environ, Path.cwd())
+        settings = dataclasses.replace(load_settings(merged), env_file=env_file)
         # A broken manifest is a configuration error: refuse it here, before anything starts.
         load_manifest(
             manifest_path=settings.models.manifest_path,

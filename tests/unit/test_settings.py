@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from comfyui_api import settings as settings_module
-from comfyui_api.settings import SYSTEM_EVENT_NAMES, VARIABLES, SettingsError, load_settings
+from comfyui_api.settings import SYSTEM_EVENT_NAMES, VARIABLES, SettingsError, load_settings, with_env_file
 
 
 def test_an_unusable_comfy_home_or_cmd_is_an_error_never_the_simulator(tmp_path: Path) -> None:
@@ -160,3 +160,37 @@ def test_salads_log_levels_work(given: str, level: str, tmp_path: Path) -> None:
 def test_an_unknown_log_level_names_the_variable(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="LOG_LEVEL='loud'"):
         load_settings({"LOG_LEVEL": "loud", "COMFYUI_API_HOME": str(tmp_path)})
+
+
+def test_the_api_v1_gateways_setting_names_work_as_aliases() -> None:
+    assert load_settings({"COMFYUI_HOST": "10.0.0.5", "COMFYUI_PORT": "8190"}).comfy.url == "http://10.0.0.5:8190"
+    assert load_settings({"COMFYUI_HOST": "gpu-box"}).comfy.url == "http://gpu-box:8188"
+    assert load_settings({"COMFYUI_HOST": "fd00::5"}).comfy.url == "http://[fd00::5]:8188"
+    both = {"COMFYUI_URL": "http://real:8188", "COMFYUI_HOST": "other"}
+    assert load_settings(both).comfy.url == "http://real:8188", "COMFYUI_URL wins"
+    assert load_settings({"DEBUG": "true"}).server.log_level == "DEBUG"
+    assert load_settings({"DEBUG": "true", "LOG_LEVEL": "warning"}).server.log_level == "WARNING"
+    with pytest.raises(SettingsError, match="COMFYUI_PORT"):
+        load_settings({"COMFYUI_HOST": "gpu-box", "COMFYUI_PORT": "http"})
+
+
+def test_a_dot_env_file_in_the_working_directory_is_read_and_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from comfyui_api.cli.server import settings_or_exit
+
+    (tmp_path / ".env").write_text('# the gateway\'s file\nCOMFYUI_HOST=10.1.1.1\nPORT="3100"\nMAX_QUEUE_DEPTH=4\n')
+    merged, path = with_env_file({"MAX_QUEUE_DEPTH": "9"}, tmp_path)
+    assert path == tmp_path / ".env"
+    assert merged == {"COMFYUI_HOST": "10.1.1.1", "PORT": "3100", "MAX_QUEUE_DEPTH": "9"}
+    assert with_env_file({"A": "1"}, tmp_path / "elsewhere") == ({"A": "1"}, None)
+
+    monkeypatch.chdir(tmp_path)
+    settings = settings_or_exit({"MAX_QUEUE_DEPTH": "9", "COMFYUI_API_HOME": str(tmp_path / "home")})
+    assert not isinstance(settings, int)
+    assert settings.env_file == tmp_path / ".env"
+    assert (settings.comfy.url, settings.server.port, settings.server.max_queue_depth) == (
+        "http://10.1.1.1:8188",
+        3100,
+        9,
+    )
