@@ -25,7 +25,7 @@ from comfyui_api.api.auth import SECURITY_SCHEMES, ApiKeyMiddleware, ApiKeys
 from comfyui_api.api.comfy_gateway import GATEWAY_STATE_KEY, ComfyGateway, ComfyGatewayController, comfy_websocket
 from comfyui_api.api.downloads import MODEL_LIBRARY_STATE_KEY, DownloadController
 from comfyui_api.api.errors import EXCEPTION_HANDLERS
-from comfyui_api.api.gateway_v1 import GatewayV1Controller
+from comfyui_api.api.gateway_v1 import GatewayV1Controller, gateway_websocket
 from comfyui_api.api.health import HealthController
 from comfyui_api.api.interrupts import InterruptController
 from comfyui_api.api.jobs import JobsController
@@ -116,7 +116,7 @@ def build_http_app(
         handlers += [PromptController, JobsController, InterruptController, ModelsController, RunpodController]
         handlers.append(DownloadController)
         if settings.server.comfy_passthrough != "off":
-            handlers += [ComfyGatewayController, comfy_websocket, GatewayV1Controller]
+            handlers += [ComfyGatewayController, comfy_websocket, GatewayV1Controller, gateway_websocket]
     security: dict[str, Any] = {}
     if keys.enabled:
         security = {

@@ -15,6 +15,7 @@ import logging
 import mimetypes
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -316,26 +317,45 @@ async def comfy_websocket(socket: WebSocket[Any, Any, Any], gateway: GatewayDepe
     """ComfyUI's /ws: a `status` frame with the client's `sid`, then the frames of the jobs it queues."""
     await socket.accept()
     client_id = socket.query_params.get("clientId") or uuid.uuid4().hex
-    queue = gateway.open(client_id)
+    await relay_frames(
+        socket,
+        gateway,
+        client_id,
+        first=comfy_native.status_frame(gateway.jobs.registry.depth, sid=client_id),
+        read=lambda _frames: _until_closed(socket),
+    )
+
+
+async def relay_frames(
+    socket: WebSocket[Any, Any, Any],
+    gateway: ComfyGateway,
+    client_id: str,
+    *,
+    first: dict[str, Any],
+    read: Callable[[asyncio.Queue[dict[str, Any]]], Coroutine[Any, Any, None]],
+) -> None:
+    """Send `first`, then every frame for `client_id`'s jobs (and whatever `read` puts in the same queue, e.g. its
+    answers to what the client sends), until `read` returns (the client went away) or the socket breaks."""
+    frames = gateway.open(client_id)
     try:
-        await socket.send_json(comfy_native.status_frame(gateway.jobs.registry.depth, sid=client_id))
-        receiver = asyncio.create_task(_until_closed(socket))
+        await socket.send_json(first)
+        reader = asyncio.create_task(read(frames))
         try:
-            while not receiver.done():
-                getter = asyncio.create_task(queue.get())
-                done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            while not reader.done():
+                getter = asyncio.create_task(frames.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if getter not in done:
                     getter.cancel()
                     break
                 await socket.send_json(getter.result())
         finally:
-            receiver.cancel()
+            reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
-                await receiver
+                await reader
     except WebSocketDisconnect:
         pass
     finally:
-        gateway.close(client_id, queue)
+        gateway.close(client_id, frames)
 
 
 async def _until_closed(socket: WebSocket[Any, Any, Any]) -> None:

@@ -5,23 +5,29 @@ bookkeeping (queue numbers, /history, outputs by file name), so a prompt id from
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import uuid
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, WebSocket, get, post, websocket
 from litestar.di import Provide
 from litestar.params import FromPath, FromQuery
 from litestar.response import File
 
 from comfyui_api.api.comfy_gateway import (
+    ComfyGateway,
     GatewayDependency,
     find_output,
     provide_gateway,
     read_json_object,
+    relay_frames,
     submit_queued,
 )
-from comfyui_api.api.services import ServicesDependency
+from comfyui_api.api.services import Services, ServicesDependency
 from comfyui_api.comfy.graph import is_ui_format
 from comfyui_api.dialects import comfy_native, gateway_v1
 from comfyui_api.dialects.salad import PromptRequest
@@ -50,16 +56,9 @@ class GatewayV1Controller(Controller):
     ) -> Response[Any]:
         try:
             body = await read_json_object(request)
-            workflow = body.get("workflow")
-            if not isinstance(workflow, dict):
-                raise InvalidRequest("workflow must be a ComfyUI graph (an object)", field="workflow")
-            if is_ui_format(workflow):
-                workflow = await services.api_graph(workflow, field="workflow")
-            client_id = body.get("client_id") if isinstance(body.get("client_id"), str) else uuid.uuid4().hex
-            job = to_job_request(
-                PromptRequest(prompt=workflow), services.settings.jobs, services.storage, source="api_v1"
-            )
-            record = await submit_queued(gateway, job, client_id)
+            given = body.get("client_id")
+            client_id = given if isinstance(given, str) and given else uuid.uuid4().hex
+            record = await _submit_workflow(body, client_id, services, gateway)
         except ComfyApiError as exc:
             return _failed(exc)
         return _ok({"prompt_id": record.id, "client_id": client_id})
@@ -158,6 +157,62 @@ class GatewayV1Controller(Controller):
         base = str(request.base_url).rstrip("/")  # this server: ComfyUI's own address is never handed out
         query = urlencode({"filename": filename, "subfolder": subfolder, "img_type": img_type})
         return _ok({"url": f"{base}/api/v1/images/download?{query}", "filename": filename})
+
+
+async def _submit_workflow(
+    body: Mapping[str, Any], client_id: str, services: Services, gateway: ComfyGateway
+) -> JobRecord:
+    """`{workflow}` (API or editor format) through the job service, for `client_id`'s frames; once ComfyUI has it."""
+    workflow = body.get("workflow")
+    if not isinstance(workflow, dict):
+        raise InvalidRequest("workflow must be a ComfyUI graph (an object)", field="workflow")
+    if is_ui_format(workflow):
+        workflow = await services.api_graph(workflow, field="workflow")
+    job = to_job_request(PromptRequest(prompt=workflow), services.settings.jobs, services.storage, source="api_v1")
+    return await submit_queued(gateway, job, client_id)
+
+
+@websocket("/api/v1/ws/{client_id:str}", dependencies={"gateway": Provide(provide_gateway, sync_to_thread=False)})
+async def gateway_websocket(
+    socket: WebSocket[Any, Any, Any], client_id: FromPath[str], services: ServicesDependency, gateway: GatewayDependency
+) -> None:
+    """The gateway's websocket: `connected`, then answers to `submit` / `ping` and the frames of this client's jobs
+    (ComfyUI's own: `executing`, `progress`, `executed`, ..., `execution_success`)."""
+    await socket.accept()
+
+    async def read(replies: asyncio.Queue[dict[str, Any]]) -> None:
+        while (message := await socket.receive())["type"] != "websocket.disconnect":
+            raw = message.get("text") or message.get("bytes") or ""
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            reply = await _answer(text, client_id, services, gateway)
+            with contextlib.suppress(asyncio.QueueFull):  # a client that reads nothing loses answers, not the server
+                replies.put_nowait(reply)
+
+    await relay_frames(
+        socket, gateway, client_id, first=gateway_v1.ws_message("connected", {"client_id": client_id}), read=read
+    )
+
+
+async def _answer(text: str, client_id: str, services: Services, gateway: ComfyGateway) -> dict[str, Any]:
+    try:
+        request = json.loads(text)
+    except ValueError:
+        request = None
+    if not isinstance(request, dict):
+        return gateway_v1.ws_message("error", {"message": 'a message is a JSON object: {"type": "submit" | "ping"}'})
+    kind = request.get("type")
+    if kind == "ping":
+        return gateway_v1.ws_message("pong")
+    if kind != "submit":
+        return gateway_v1.ws_message("error", {"message": f"unknown message type {kind!r}: submit or ping"})
+    data = request.get("data")
+    try:
+        if not isinstance(data, dict):
+            raise InvalidRequest("data must be an object holding the workflow", field="data")
+        record = await _submit_workflow(data, client_id, services, gateway)
+    except ComfyApiError as exc:
+        return gateway_v1.ws_message("submit_error", gateway_v1.error_envelope(exc))
+    return gateway_v1.ws_message("submit_success", {"prompt_id": record.id, "client_id": client_id})
 
 
 def _queue_entry(record: JobRecord, number: int) -> dict[str, Any]:

@@ -35,6 +35,12 @@ def error_code(error: ComfyApiError) -> int:
     return 400 if error.status_code < 500 else 500
 
 
+def ws_message(kind: str, data: Any = None) -> dict[str, Any]:
+    """A message of the gateway's websocket: `{"type", "data"}` (connected, submit_success, submit_error, pong,
+    error; the job frames that follow are ComfyUI's own, in the same shape)."""
+    return {"type": kind, "data": data if data is not None else {}}
+
+
 def error_envelope(error: ComfyApiError) -> dict[str, Any]:
     message = error.message if error.field is None else f"{error.field}: {error.message}"
     return {"code": error_code(error), "message": message, "data": None}

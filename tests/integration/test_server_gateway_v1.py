@@ -4,12 +4,15 @@ interrupt, queue status and clear, uploads, and download URLs on this server."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from tests.integration.server import ServerProcess, load_image_graph, png_bytes, running_server, sampler_graph
 
@@ -81,3 +84,38 @@ def test_interrupt_queue_status_and_clear(server: ServerProcess) -> None:
     assert stopped["data"]["interrupted"] is True
     status, refused = call(server, "POST", "/queue/clear", json={})
     assert (status, refused["code"]) == (400, 400)
+
+
+async def test_the_websocket_takes_submissions_and_pings_and_relays_the_jobs_frames(server: ServerProcess) -> None:
+    url = server.url("/api/v1/ws/client-7").replace("http://", "ws://")
+    async with websockets.connect(url, open_timeout=10) as socket:
+
+        async def received() -> dict[str, Any]:
+            message = json.loads(await asyncio.wait_for(socket.recv(), timeout=30))
+            assert isinstance(message, dict) and set(message) == {"type", "data"}, message
+            return message
+
+        assert await received() == {"type": "connected", "data": {"client_id": "client-7"}}
+        await socket.send(json.dumps({"type": "ping"}))
+        assert (await received())["type"] == "pong"
+        await socket.send("not json")
+        assert (await received())["type"] == "error"
+        await socket.send(json.dumps({"type": "dance"}))
+        assert "submit or ping" in (await received())["data"]["message"]
+        await socket.send(json.dumps({"type": "submit", "data": {"workflow": {"1": {"class_type": "NoSuchNode"}}}}))
+        refused = await received()
+        assert refused["type"] == "submit_error" and refused["data"]["code"] == 1002, refused
+
+        await socket.send(json.dumps({"type": "submit", "data": {"workflow": sampler_graph(3)}}))
+        accepted = await received()
+        assert accepted["type"] == "submit_success" and accepted["data"]["client_id"] == "client-7", accepted
+        prompt_id = accepted["data"]["prompt_id"]
+        seen: list[str] = []
+        while True:  # ComfyUI's own frames for this client's job, to its end
+            frame = await received()
+            if frame["data"].get("prompt_id") == prompt_id:
+                seen.append(frame["type"])
+            if frame["type"] == "executing" and frame["data"].get("node") is None:
+                break
+        assert {"execution_start", "progress", "executed"} <= set(seen), seen
+    assert wait_for_outputs(server, prompt_id), "the job the websocket submitted has its outputs in /history"
