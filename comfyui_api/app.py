@@ -35,7 +35,7 @@ from comfyui_api.api.models import ModelsController
 from comfyui_api.api.prompts import PromptController
 from comfyui_api.api.runpod_routes import RunpodController
 from comfyui_api.api.services import STATE_KEY, Services, provide_services
-from comfyui_api.api.workflow_routes import WorkflowRoutes
+from comfyui_api.api.workflow_routes import WORKFLOW_ROUTES_STATE_KEY, WorkflowRoutes
 from comfyui_api.runtime import FatalHandler, Runtime
 from comfyui_api.settings import Settings
 from comfyui_api.version import package_version
@@ -59,6 +59,7 @@ def _lifespan(
         app.state[METRICS_STATE_KEY] = runtime.metrics
         if settings.workflows.workflow_dir is not None:
             routes = WorkflowRoutes(app, settings.workflows.workflow_dir, runtime.instance.client)
+            app.state[WORKFLOW_ROUTES_STATE_KEY] = routes  # the /api/v1 scenarios find their workflows there
             runtime.startup.serve_workflows(routes.load)
         runtime.start()
         gateway = ComfyGateway(runtime.jobs, passthrough=settings.server.comfy_passthrough)

@@ -90,9 +90,13 @@ class Unauthorized(RequestError):
     status_code = 401
 
 
-class JobNotFound(RequestError):
-    kind = "job_not_found"
+class NotFound(RequestError):
+    kind = "not_found"
     status_code = 404
+
+
+class JobNotFound(NotFound):
+    kind = "job_not_found"
 
 
 class CapacityError(ComfyApiError):

@@ -28,12 +28,15 @@ from comfyui_api.api.comfy_gateway import (
     submit_queued,
 )
 from comfyui_api.api.services import Services, ServicesDependency
+from comfyui_api.api.workflow_routes import loaded_catalog
 from comfyui_api.comfy.graph import is_ui_format
 from comfyui_api.dialects import comfy_native, gateway_v1
 from comfyui_api.dialects.salad import PromptRequest
 from comfyui_api.dialects.salad_request import to_job_request
-from comfyui_api.errors import ComfyApiError, ComfyUnavailable, InvalidRequest, JobNotFound
+from comfyui_api.errors import ComfyApiError, ComfyUnavailable, InvalidRequest, JobNotFound, NotFound
 from comfyui_api.jobs.store import JobRecord
+
+SCENARIOS = "scenarios"  # WORKFLOW_DIR/scenarios/<name>.json is served as POST /api/v1/scenarios/<name>
 
 
 def _ok(data: Any) -> Response[Any]:
@@ -62,6 +65,31 @@ class GatewayV1Controller(Controller):
         except ComfyApiError as exc:
             return _failed(exc)
         return _ok({"prompt_id": record.id, "client_id": client_id})
+
+    @post("/scenarios/{name:str}", status_code=200, summary="Run a scenario (WORKFLOW_DIR/scenarios/<name>)")
+    async def scenario(
+        self,
+        name: FromPath[str],
+        request: Request[Any, Any, Any],
+        services: ServicesDependency,
+        gateway: GatewayDependency,
+    ) -> Response[Any]:
+        """A typed workflow endpoint under the gateway's envelope: the body is the scenario's inputs (plus an
+        optional `client_id`); answers `{prompt_id, scenario, client_id}` once ComfyUI has the job."""
+        try:
+            catalog = loaded_catalog(request.app)
+            workflow = catalog.get(f"{SCENARIOS}/{name}") if catalog is not None else None
+            if workflow is None:
+                raise NotFound(f"no scenario named {name!r} (a workflow in WORKFLOW_DIR/{SCENARIOS}/{name}.json)")
+            body = await read_json_object(request)
+            given = body.pop("client_id", None)
+            client_id = given if isinstance(given, str) and given else uuid.uuid4().hex
+            graph = workflow.bind(body)
+            job = to_job_request(PromptRequest(prompt=graph), services.settings.jobs, services.storage, source="api_v1")
+            record = await submit_queued(gateway, job, client_id)
+        except ComfyApiError as exc:
+            return _failed(exc)
+        return _ok({"prompt_id": record.id, "scenario": name, "client_id": client_id})
 
     @get("/workflows/{prompt_id:str}/history", summary="A workflow's outputs (empty until it has ended)")
     async def history(self, prompt_id: FromPath[str], gateway: GatewayDependency) -> Response[Any]:

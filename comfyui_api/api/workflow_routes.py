@@ -24,6 +24,14 @@ from comfyui_api.workflows import WorkflowCatalog
 
 log = logging.getLogger(__name__)
 
+WORKFLOW_ROUTES_STATE_KEY = "workflow_routes"
+
+
+def loaded_catalog(app: Litestar) -> WorkflowCatalog | None:
+    """The workflow catalog the app serves, once loaded (None before, or without WORKFLOW_DIR)."""
+    routes = app.state.get(WORKFLOW_ROUTES_STATE_KEY)
+    return routes.catalog if isinstance(routes, WorkflowRoutes) else None
+
 
 class ObjectInfoSource(Protocol):
     async def object_info(self) -> dict[str, Any]: ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from comfyui_api.errors import ComfyApiError, ComfyUnavailable, JobNotFound, StorageError, WorkflowRejected
+from comfyui_api.errors import ComfyApiError, ComfyUnavailable, NotFound, StorageError, WorkflowRejected
 
 OK = 200
 COMFYUI_UNREACHABLE = 1001
@@ -30,7 +30,7 @@ def error_code(error: ComfyApiError) -> int:
         return WORKFLOW_INVALID
     if isinstance(error, StorageError):
         return FILE_OPERATION_FAILED
-    if isinstance(error, JobNotFound):
+    if isinstance(error, NotFound):
         return 404
     return 400 if error.status_code < 500 else 500
 

@@ -110,6 +110,9 @@ class WorkflowInput:
             raise ValueError(f"must be at most {self.maximum}, got {value}")
 
 
+RANDOM = -1  # the value of a `randomize` input that asks for a fresh random one, as if it had been omitted
+
+
 @dataclass(frozen=True)
 class Workflow:
     """An API-format graph served as POST /workflow/<route>, with the inputs a caller may set."""
@@ -154,6 +157,8 @@ class Workflow:
 
     def _value_for(self, spec: WorkflowInput, given: Any, rng: random.Random) -> Any:
         field = f"input.{spec.name}"
+        if spec.randomize and given == RANDOM:  # -1, as many UIs spell "a random seed"
+            return spec.random_value(rng)
         if given is not None:
             try:
                 return spec.check(given)

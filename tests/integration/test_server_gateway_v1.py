@@ -5,23 +5,38 @@ interrupt, queue status and clear, uploads, and download URLs on this server."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import websockets
 
-from tests.integration.server import ServerProcess, load_image_graph, png_bytes, running_server, sampler_graph
+from tests.integration.server import (
+    CHECKPOINT,
+    ServerProcess,
+    load_image_graph,
+    png_bytes,
+    running_server,
+    sampler_graph,
+)
 
 pytestmark = [pytest.mark.slow]
 
 
+SHIPPED = Path(__file__).resolve().parents[2] / "manifests" / "workflows"
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    yield from running_server(tmp_path_factory.mktemp("gateway-v1"))
+    root = tmp_path_factory.mktemp("gateway-v1")
+    shutil.copytree(SHIPPED, root / "workflows")  # with the two scenarios the gateway ships
+    yield from running_server(root, env={"WORKFLOW_DIR": str(root / "workflows")})
 
 
 def call(server: ServerProcess, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
@@ -119,3 +134,28 @@ async def test_the_websocket_takes_submissions_and_pings_and_relays_the_jobs_fra
                 break
         assert {"execution_start", "progress", "executed"} <= set(seen), seen
     assert wait_for_outputs(server, prompt_id), "the job the websocket submitted has its outputs in /history"
+
+
+def test_both_scenarios_run_end_to_end_and_a_seed_of_minus_one_is_random(server: ServerProcess) -> None:
+    picture = base64.b64encode(png_bytes((200, 30, 30), size=32)).decode()
+    runs = {
+        "text2img": {"prompt": "a lighthouse", "width": 64, "height": 64, "steps": 2, "seed": -1},
+        "cpu_quickly": {"prompt": "a watercolour", "input_image": picture, "seed": 5},
+    }
+    for name, inputs in runs.items():
+        code, body = call(server, "POST", f"/scenarios/{name}", json={**inputs, "checkpoint": CHECKPOINT})
+        assert code == 200 and body["code"] == 200, body
+        assert body["data"]["scenario"] == name and body["data"]["client_id"], body
+        outputs = wait_for_outputs(server, body["data"]["prompt_id"])["outputs"]
+        [images] = [output["images"] for output in outputs.values() if output.get("images")]
+        image = httpx.get(server.url("/api/v1/images/download"), params={**images[0], "img_type": images[0]["type"]})
+        assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+        record = httpx.get(server.url(f"/jobs/{body['data']['prompt_id']}"), timeout=30).json()
+        assert record["status"] == "completed", record
+
+    code, body = call(server, "POST", "/scenarios/text2img", json={"prompt": "x", "steps": 0})
+    assert (code, body["code"], body["data"]) == (400, 400, None) and body["message"].startswith("input.steps"), body
+    code, body = call(server, "POST", "/scenarios/cpu_quickly", json={"prompt": "no image"})
+    assert code == 400 and "input.input_image" in body["message"], body
+    code, body = call(server, "POST", "/scenarios/nope", json={})
+    assert (code, body["code"]) == (404, 404) and "no scenario named 'nope'" in body["message"], body

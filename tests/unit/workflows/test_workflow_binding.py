@@ -66,6 +66,9 @@ def test_an_omitted_randomized_seed_is_drawn_within_bounds(workflow: Workflow) -
 
     assert len(seeds) > 1
     assert all(0 <= seed <= 1000 for seed in seeds)
+    asked = {workflow.bind({**BASE, "seed": -1}, rng=random.Random(n))["3"]["inputs"]["seed"] for n in range(20)}
+    assert len(asked) > 1 and all(0 <= seed <= 1000 for seed in asked), "-1 asks for a random seed too"
+    assert workflow.bind({**BASE, "seed": 7})["3"]["inputs"]["seed"] == 7
 
 
 def test_randomized_values_stay_within_what_json_clients_read_exactly() -> None:

@@ -231,7 +231,15 @@ def test_declared_inputs_ignore_title_markers(tmp_path: Path) -> None:
 def test_the_shipped_example_workflows_load_against_a_real_object_info() -> None:
     catalog = WorkflowCatalog.load(SHIPPED_WORKFLOWS, object_info(), default_checkpoint=CAPTURED_CHECKPOINT)
 
-    assert [workflow.route for workflow in catalog] == ["sd15/txt2img", "sdxl/img2img", "sdxl/txt2img"]
+    assert [workflow.route for workflow in catalog] == [
+        "scenarios/cpu_quickly", "scenarios/text2img", "sd15/txt2img", "sdxl/img2img", "sdxl/txt2img",
+    ]  # fmt: skip
+    scenario = catalog.get("scenarios/text2img")
+    assert scenario is not None
+    defaults = {spec.name: spec.default for spec in scenario.inputs}
+    assert {name: defaults[name] for name in ("width", "height", "steps", "cfg", "negative_prompt")} == {
+        "width": 512, "height": 512, "steps": 20, "cfg": 7.0, "negative_prompt": "",
+    }  # fmt: skip
     txt2img = catalog.get("sdxl/txt2img")
     img2img = catalog.get("sdxl/img2img")
     assert txt2img is not None and img2img is not None
