@@ -6,6 +6,7 @@ RunPod worker's (`dialects/runpod.py`)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -33,10 +34,9 @@ def _request_of(data: Any, services: ServicesDependency) -> JobRequest:
     unknown = sorted(str(key) for key in data if key not in _BODY_FIELDS)
     if unknown:
         raise InvalidRequest(f"unknown field {unknown[0]!r}; known: {', '.join(_BODY_FIELDS)}", field=unknown[0])
-    if data.get("webhook") is not None:
-        raise InvalidRequest(
-            "webhook is not supported here; poll /status or use POST /prompt's webhook_v2", field="webhook"
-        )
+    webhook = data.get("webhook")
+    if webhook is not None and (not isinstance(webhook, str) or not webhook.startswith(("http://", "https://"))):
+        raise InvalidRequest("webhook must be an http(s) URL", field="webhook")
     try:
         spec = parse_input(data.get("input"))
     except RunpodInputError as exc:
@@ -44,7 +44,9 @@ def _request_of(data: Any, services: ServicesDependency) -> JobRequest:
             f"invalid job input: {'; '.join(exc.details)}", field="input", details={"details": exc.details}
         ) from None
     timeout_s = _execution_timeout_s(data.get("policy"))
-    return job_request(str(uuid.uuid4()), spec, services.settings, timeout_s=timeout_s, source="runpod_api")
+    job = job_request(str(uuid.uuid4()), spec, services.settings, timeout_s=timeout_s, source="runpod_api")
+    # RunPod POSTs the job's /status body to `webhook` once it has ended (checked by the outbound guard on submit)
+    return dataclasses.replace(job, webhook_runpod_url=webhook) if webhook else job
 
 
 def _execution_timeout_s(policy: Any) -> float | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from comfyui_api.delivery.sender import DeliveryOutcome
 from comfyui_api.delivery.webhooks import PROMPT_COMPLETE, PROMPT_FAILED, WebhookDelivery, failed_payload
+from comfyui_api.dialects.runpod import status_body as runpod_status_body
 from comfyui_api.dialects.salad_body import result_body, stats_body
 from comfyui_api.errors import ComfyApiError, InvalidRequest
 from comfyui_api.jobs.model import JobRequest, JobResult
@@ -88,6 +89,9 @@ class JobWebhooks:
                 tasks.append(self._webhooks.submit_v1_failed(job.webhook_v1_url, job.id, prompt=job.graph, error=error))
             if job.webhook_v2_url is not None:
                 tasks.append(self._webhooks.submit(job.webhook_v2_url, PROMPT_FAILED, job.id, _failed(job, error)))
+        if job.webhook_runpod_url is not None:  # the job's /status body, whatever the outcome (as RunPod sends it)
+            status = await asyncio.to_thread(runpod_status_body, record)
+            tasks.append(self._webhooks.submit_plain(job.webhook_runpod_url, job.id, status, "RunPod webhook"))
         return list(await asyncio.gather(*tasks))
 
     def _v2_completed(

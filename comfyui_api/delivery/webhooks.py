@@ -187,6 +187,13 @@ class WebhookDelivery:
             tasks.append(self._spawn(self._unsigned.post(url, body, msg_id=job_id, what=what), job_id))
         return tasks
 
+    def submit_plain(
+        self, url: str, job_id: str, payload: Mapping[str, Any], what: str
+    ) -> asyncio.Task[DeliveryOutcome]:
+        """POST `payload` as it is (JSON, no envelope, no signature), with the same retries: RunPod's webhook."""
+        body = msgspec.json.encode(payload)
+        return self._spawn(self._unsigned.post(url, body, msg_id=job_id, what=f"{what} for job {job_id}"), job_id)
+
     def submit_v1_failed(
         self, url: str, job_id: str, *, prompt: Any, error: ComfyApiError
     ) -> asyncio.Task[DeliveryOutcome]:

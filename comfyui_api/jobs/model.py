@@ -63,6 +63,7 @@ class JobRequest:
     timeout_s: float
     webhook_v2_url: str | None = None
     webhook_v1_url: str | None = None
+    webhook_runpod_url: str | None = None  # RunPod's /v2 `webhook`: its /status body, POSTed once the job ends
     run_async: bool = False
     upload: UploadTarget | None = None
     convert: ConvertSpec | None = None

@@ -45,6 +45,8 @@ def request_urls(request: JobRequest) -> list[tuple[str, str]]:
         urls.append((request.webhook_v2_url, "webhook_v2"))
     if request.webhook_v1_url:
         urls.append((request.webhook_v1_url, "webhook"))
+    if request.webhook_runpod_url:
+        urls.append((request.webhook_runpod_url, "webhook"))
     if request.upload is not None and request.upload.provider == "http":
         prefix = request.upload.options.get("url_prefix")
         if isinstance(prefix, str):

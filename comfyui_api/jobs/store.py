@@ -71,7 +71,7 @@ class JobRecord:
     def __post_init__(self) -> None:
         self.events = JobEventLog(self.request.id)
         self._done = asyncio.Event()
-        url = self.request.webhook_v2_url or self.request.webhook_v1_url
+        url = self.request.webhook_v2_url or self.request.webhook_v1_url or self.request.webhook_runpod_url
         if url is not None:
             self.webhook = WebhookState(url)
 

@@ -12,6 +12,7 @@ import pytest
 import runpod
 
 from tests.integration.server import ServerProcess, image_graph, running_server, sampler_graph
+from tests.servers.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.simulator_only
 
@@ -70,3 +71,26 @@ def test_without_the_key_the_sdk_is_refused(server: ServerProcess, monkeypatch: 
     monkeypatch.setattr(runpod, "endpoint_url_base", server.url("/v2"))
     with pytest.raises(RuntimeError, match=r"(?i)unauthorized"):
         runpod.Endpoint("any").run_sync({"workflow": image_graph()}, timeout=30)
+
+
+async def test_a_webhook_in_the_body_gets_the_status_of_the_ended_job(server: ServerProcess) -> None:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with WebhookReceiver() as receiver, httpx.AsyncClient(timeout=30, headers=headers) as http:
+        answer = await http.post(
+            server.url("/v2/any/run"), json={"input": {"workflow": image_graph()}, "webhook": receiver.url("/done")}
+        )
+        assert answer.status_code == 200, answer.text
+        job_id = answer.json()["id"]
+        [hook] = await receiver.wait_for(1, path="/done", timeout_s=60)
+        body = hook.json()
+        assert (body["id"], body["status"]) == (job_id, "COMPLETED")
+        assert [image["type"] for image in body["output"]["images"]] == ["base64"]
+        assert body["executionTime"] >= 0 and "delayTime" in body
+        record = (await http.get(server.url(f"/jobs/{job_id}"))).json()
+        assert record["webhook"]["state"] == "delivered", record["webhook"]
+
+        for bad in ("ftp://example.com/x", 7):
+            refused = await http.post(
+                server.url("/v2/any/run"), json={"input": {"workflow": image_graph()}, "webhook": bad}
+            )
+            assert refused.status_code == 400 and refused.json()["error"]["field"] == "webhook", refused.text
