@@ -1,8 +1,8 @@
 """The `comfyui-api` command (argparse). Server side: `serve` (the default), `worker`, `runpod`, `simulator`
 (`cli/server.py`). Client side, talking to a running server: `run`, `jobs` (`cli/jobs.py`); `workflow convert|inputs`
-(`cli/workflow.py`). `--help` (also on each
-command) lists what it takes, `--version` prints the version, and an unknown argument exits 2 (never a silently
-started server). The server's modules are imported only by the server commands.
+(`cli/workflow.py`); `completion` prints a shell's completion script. `--help` (also on each command) lists what it
+takes, `--version` prints the version, and an unknown argument exits 2 (never a silently started server). The
+server's modules are imported only by the server commands.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from typing import Any
 from comfyui_api.client import ClientError, ComfyUIClient
 from comfyui_api.comfy.graph import is_ui_format
 from comfyui_api.workflows.ui_format import ConversionError, ui_to_api
+from comfyui_api.workflows.workflow import is_link
 
 USAGE = 2
 FAILED = 1
@@ -97,7 +98,7 @@ def settable_inputs(graph: Mapping[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(node, Mapping):
             continue
         for name, value in (node.get("inputs") or {}).items():
-            if _is_link(value):
+            if is_link(value):
                 continue
             found.append(
                 {
@@ -108,10 +109,6 @@ def settable_inputs(graph: Mapping[str, Any]) -> list[dict[str, Any]]:
                 }
             )
     return found
-
-
-def _is_link(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
 
 
 def run_workflow_command(options: argparse.Namespace) -> int:

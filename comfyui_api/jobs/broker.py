@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 from comfyui_api.jobs.model import (
@@ -108,16 +108,20 @@ class JobEventLog:
     ) -> AsyncIterator[SequencedEvent | None]:
         """Events after `after_seq`: first those kept, then live ones, until the terminal event (included). With
         `heartbeat_s`, yields None after that long without an event (for keep-alives)."""
-        async for batch in self.follow_batches(after_seq, heartbeat_s=heartbeat_s):
-            if batch is None:
-                yield None
-                continue
-            for item in batch:
-                yield item
+        batches = self.follow_batches(after_seq, heartbeat_s=heartbeat_s)
+        try:
+            async for batch in batches:
+                if batch is None:
+                    yield None
+                    continue
+                for item in batch:
+                    yield item
+        finally:
+            await batches.aclose()  # at once, not when collected: it counts its reader until closed
 
     async def follow_batches(
         self, after_seq: int = 0, *, heartbeat_s: float | None = None
-    ) -> AsyncIterator[list[SequencedEvent] | None]:
+    ) -> AsyncGenerator[list[SequencedEvent] | None, None]:
         """`follow` a batch at a time: all the events that came since the reader last looked, in one list (a burst
         of events then costs a writer one write, not one per event). Never an empty list; None as in `follow`."""
         self._followers += 1
