@@ -4,9 +4,11 @@
     python -m benchmarks.run --comfy-dir /path/to/ComfyUI --comfy-python /path/to/venv/bin/python
     python -m benchmarks.run --comfy-url http://127.0.0.1:8188   # an already running ComfyUI (outputs via /view)
 
-Prints p50/p95 latency of a tiny workflow for both and their ratios, throughput with 16 requests in flight, and a
-2048x2048 noise PNG returned as base64 (time ratio and the server's peak RSS growth against the payload size), and,
-with the simulator and a RabbitMQ at --amqp-url, 3 AMQP workers' task throughput against 1 worker's.
+Prints p50/p95 latency of a tiny workflow for both and their ratios, throughput with 16 requests in flight, a
+2048x2048 noise PNG returned as base64 (time ratio and the server's peak RSS growth against the payload size), one
+job's event stream read by 50 subscribers, the direct client itself pointed at the /comfyui door, the attach and
+SQLite variants, and, with the simulator and a RabbitMQ at --amqp-url, 3 AMQP workers' task throughput against 1
+worker's.
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ async def timed(call: Callable[[], Awaitable[Any]]) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
-async def latency(direct: DirectComfyClient, api: ApiClient, n: int) -> dict[str, list[float]]:
+async def latency(direct: DirectComfyClient, api: ApiClient | DirectComfyClient, n: int) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {"direct": [], "api": []}
     for i in range(n):
         # Alternate who goes first so drift and cache warmth hit both sides alike.
@@ -371,6 +373,18 @@ async def report_fan_out(api_url: str, checkpoint: str) -> None:
           f"{complete}   (target: +{many - single:.2f} ms <= 5 ms)")  # fmt: skip
 
 
+async def report_comfy_door(direct: DirectComfyClient, api_url: str, n: int) -> None:
+    """The same ComfyUI client (HTTP + /ws, /history, /view) given this server's /comfyui door as its ComfyUI."""
+    door = DirectComfyClient(api_url + "/comfyui")
+    await door.start()
+    try:
+        print("\n--- a ComfyUI client through /comfyui (POST /prompt, /ws, /history, /view) ---")
+        await latency(direct, door, 10)
+        report_latency(await latency(direct, door, n), p50_target=1.05)
+    finally:
+        await door.aclose()
+
+
 async def main_async(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="comfyui-api-bench-") as tmp:
         work = Path(tmp)
@@ -396,6 +410,7 @@ async def main_async(args: argparse.Namespace) -> None:
             )
             await big_output(direct, api, comfy_url, api_process.pid, args.big_runs)
             await report_fan_out(api_url, args.checkpoint)
+            await report_comfy_door(direct, api_url, args.n)
             for label, env, targets in _variants(args, extra_env, work):
                 variant_url, variant_process = start_api(comfy_url, env, work, label.split()[0])
                 processes.append(variant_process)
