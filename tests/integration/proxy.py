@@ -1,4 +1,5 @@
-"""A TCP proxy on loopback that can cut every connection passing through it (to drop websockets mid-job).
+"""A TCP proxy on loopback that can cut every connection passing through it (to drop websockets mid-job), and can
+terminate TLS in front of a plain server (`ssl_context`: a broker reached over amqps://).
 
 Runs in the test's event loop: `async with TcpProxy(upstream_port) as proxy: ... await proxy.cut()`.
 """
@@ -7,22 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from types import TracebackType
 
 _CHUNK_BYTES = 64 * 1024
 
 
 class TcpProxy:
-    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1"):
+    def __init__(
+        self, upstream_port: int, upstream_host: str = "127.0.0.1", *, ssl_context: ssl.SSLContext | None = None
+    ):
         self.upstream = (upstream_host, upstream_port)
         self.port = 0
         self.cut_count = 0
+        self.accepted = 0  # connections taken (over TLS, with `ssl_context`: only ones whose handshake succeeded)
+        self._ssl = ssl_context
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> TcpProxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0, ssl=self._ssl)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -51,6 +57,7 @@ class TcpProxy:
         return len(writers) // 2
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.upstream)
         except OSError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import aio_pika
 import httpx
 import pytest
+import trustme
 
 from comfyui_api.amqp.producer import TaskProducer
 from tests.integration.proxy import TcpProxy
@@ -267,11 +269,49 @@ async def test_a_dropped_broker_connection_loses_no_task(
         await wait_until(reports_disconnected, timeout_s=10)
         results = [await producer.result(task, timeout_s=90) for task in tasks]
         await asyncio.sleep(1.0)
+        await asyncio.to_thread(server.stop)  # while its broker is still reachable (through this loop's proxy)
     assert [result["event_type"] for result in results] == ["execution_success"] * len(tasks)
     assert "AMQP reconnected" in server.logs()
     # At least once: an outcome confirmed by the broker just as the connection died may be published again.
     assert sum(producer.outcome_counts[task] for task in tasks) <= len(tasks) + 1
     await delete_queue(f"q.workflow.{queue_id}")
+
+
+async def test_a_broker_over_amqps_with_a_client_certificate(
+    tmp_path: Path, exchange: str, workers: list[ServerProcess]
+) -> None:
+    """TLS in front of the broker (mutual: the worker must show a certificate the CA signed), with the CA, the
+    certificate and its key given as AMQP_TLS_CA_FILE / AMQP_TLS_CERT_FILE / AMQP_TLS_KEY_FILE."""
+    authority = trustme.CA()
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server_side)
+    server_side.verify_mode = ssl.CERT_REQUIRED
+    authority.configure_trust(server_side)
+    client = authority.issue_cert("worker.example")
+    ca_file, cert_file, key_file = tmp_path / "ca.pem", tmp_path / "worker.pem", tmp_path / "worker.key"
+    authority.cert_pem.write_to_path(str(ca_file))
+    client.cert_chain_pems[0].write_to_path(str(cert_file))
+    client.private_key_pem.write_to_path(str(key_file))
+    queue_id = uuid.uuid4().hex[:8]
+    async with TcpProxy(5672, ssl_context=server_side) as tls, TaskProducer(BROKER, exchange=exchange) as producer:
+        server = worker(
+            tmp_path / "worker",
+            exchange,
+            AMQP_URL=f"amqps://guest:guest@127.0.0.1:{tls.port}/",
+            AMQP_TLS_CA_FILE=str(ca_file),
+            AMQP_TLS_CERT_FILE=str(cert_file),
+            AMQP_TLS_KEY_FILE=str(key_file),
+            INSTANCE_DEDICATED_ID=queue_id,
+        )
+        workers.append(server.start())  # the TLS proxy runs in this loop: wait for /ready without blocking it
+        await wait_until(lambda: is_ready(server), timeout_s=60)
+        task_id = await producer.submit(f"q.instance.{queue_id}", {"prompt": image_graph()})
+        result = await producer.result(task_id, timeout_s=60)
+        assert result["event_type"] == "execution_success" and result["data"]["images"]
+        assert tls.accepted >= 1 and tls.open_connections >= 1, "the worker's connection went through TLS"
+        await asyncio.to_thread(server.stop)  # while its broker is still reachable: it unregisters and exits
+    assert "Instance registered" in server.logs()
+    await delete_queue(f"q.instance.{queue_id}")
 
 
 async def test_the_worker_command_serves_only_probes_and_sends_system_events_to_the_exchange(
