@@ -33,7 +33,7 @@ from comfyui_api.dialects import comfy_native
 from comfyui_api.dialects.salad import PromptRequest
 from comfyui_api.dialects.salad_request import to_job_request
 from comfyui_api.errors import ComfyApiError, ComfyUnavailable, InvalidRequest, RequestError, WorkflowRejected
-from comfyui_api.jobs.model import JobCompleted, JobFailed, JobRequest
+from comfyui_api.jobs.model import JobAccepted, JobCompleted, JobFailed, JobRequest
 from comfyui_api.jobs.service import JobService
 from comfyui_api.jobs.staging import is_safe_job_id
 from comfyui_api.jobs.store import JobRecord
@@ -113,15 +113,16 @@ class ComfyGateway:
 
 
 async def submit_queued(gateway: ComfyGateway, job: JobRequest, client_id: str | None) -> JobRecord:
-    """Submit through the job service and return once ComfyUI has taken the graph; its refusal (or a staging
-    failure) is raised, as ComfyUI's /prompt answers before it runs anything. The job is then the door's."""
-    record = await gateway.jobs.submit(job, report_queue_position=True)
+    """Submit through the job service and return once ComfyUI has taken the graph (`JobAccepted`); its refusal (or a
+    staging failure) is raised, as ComfyUI's /prompt answers before it runs anything. The job is then the door's."""
+    record = await gateway.jobs.submit(job)
     async for item in gateway.jobs.subscribe(record.id):
         if item is None:
             continue
         if isinstance(item.event, JobFailed):
             raise item.event.error
-        break
+        if isinstance(item.event, JobAccepted | JobCompleted):
+            break
     gateway.track(record.id, client_id)
     return record
 

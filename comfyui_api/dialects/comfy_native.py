@@ -15,6 +15,7 @@ from comfyui_api.jobs.model import (
     JobFailed,
     JobStarted,
     NodeExecuting,
+    NodesCached,
     OutputFile,
     ProgressUpdated,
 )
@@ -90,6 +91,8 @@ def frames(event: JobEvent, prompt_id: str) -> list[dict[str, Any]]:
     match event:
         case JobStarted():
             return [{"type": "execution_start", "data": {"prompt_id": prompt_id}}]
+        case NodesCached(node_ids=node_ids):
+            return [{"type": "execution_cached", "data": {"nodes": list(node_ids), "prompt_id": prompt_id}}]
         case NodeExecuting(node_id=node_id):
             return [{"type": "executing", "data": {"node": node_id, "display_node": node_id, "prompt_id": prompt_id}}]
         case ProgressUpdated(node_id=node_id, value=value, max=maximum):

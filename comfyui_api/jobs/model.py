@@ -130,6 +130,11 @@ class JobEvent:
 
 
 @dataclass(frozen=True)
+class JobAccepted(JobEvent):
+    """ComfyUI took the prompt (it passed ComfyUI's validation and is queued); nothing of it has run yet."""
+
+
+@dataclass(frozen=True)
 class JobQueued(JobEvent):
     position: int  # 0 = next to run
 

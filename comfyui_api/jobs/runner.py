@@ -23,6 +23,7 @@ from comfyui_api.errors import ComfyApiError, ComfyUnavailable, JobCancelled, Jo
 from comfyui_api.jobs.model import (
     Credential,
     EventSink,
+    JobAccepted,
     JobCompleted,
     JobEvent,
     JobFailed,
@@ -311,6 +312,7 @@ class JobRunner:
         await client.queue_prompt(graph, prompt_id=prompt_id, client_id=self._instance.client_id, extra_data=extra_data)
         if entry.status is JobStatus.STAGING:  # the prompt may already have started (fast ComfyUI, frames first)
             entry.status = JobStatus.QUEUED
+        sink(JobAccepted(entry.id))  # before any frame of the run: the watch starts after this returns
         if not entry.reports_queue_position:
             return
         try:

@@ -26,6 +26,7 @@ from comfyui_api.errors import (
     WorkflowRejected,
 )
 from comfyui_api.jobs.model import (
+    JobAccepted,
     JobCompleted,
     JobEvent,
     JobFailed,
@@ -116,7 +117,7 @@ async def test_success_emits_events_in_order_and_returns_files(tmp_path, http) -
     harness = Harness(tmp_path, http, success_script(tmp_path / "output", PNG))
     result = await harness.run()
     kinds = [type(event) for event in harness.seen]
-    assert kinds[:2] == [JobQueued, JobStarted]
+    assert kinds[:3] == [JobAccepted, JobQueued, JobStarted], "accepted by ComfyUI, then its position, then run"
     assert kinds[-2:] == [OutputReady, JobCompleted]
     assert [e.node_id for e in harness.seen if isinstance(e, NodeExecuting)] == ["1", "9"]
     percents = [e.percent for e in harness.seen if isinstance(e, ProgressUpdated)]

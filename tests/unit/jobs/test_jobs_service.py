@@ -128,7 +128,7 @@ async def test_events_joined_mid_job_and_after_it_tell_the_whole_story(tmp_path:
     during = await asyncio.wait_for(mid, 5)
     after = await _names(service, "story")
     assert during == after
-    assert after[0] == "JobStarted" and after[-1] == "JobCompleted"
+    assert after[:2] == ["JobAccepted", "JobStarted"] and after[-1] == "JobCompleted"
 
 
 async def _names(service: JobService, job_id: str) -> list[str]:
