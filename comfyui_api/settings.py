@@ -368,6 +368,9 @@ def _comfy_settings(env: _Env, data_home: Path) -> ComfySettings:
             raise SettingsError(f"CMD={raw_cmd!r}: {cmd[0] if cmd else 'nothing'!r} is not a program that can be run")
     elif (home / "main.py").is_file():
         cmd = (_comfy_python(env, home), "main.py", "--listen", address, "--port", str(port))
+        comfy_log_level = env.choice("COMFY_LOG_LEVEL", "", ("", "debug", "info", "warning", "error", "critical"))
+        if comfy_log_level:  # worker-comfyui's name: ComfyUI's own --verbose level
+            cmd += ("--verbose", comfy_log_level.upper())
     elif home_given:
         # Never a silent fallback: a production server must not answer with the simulator's synthetic images.
         raise SettingsError(
@@ -457,6 +460,11 @@ def _webhook_secret(env: _Env) -> str | None:
     return secret
 
 
+def _debug(env: _Env) -> bool:
+    """DEBUG (the /api/v1 gateway's name) or RUNPOD_DEBUG (worker-comfyui's): LOG_LEVEL's default becomes DEBUG."""
+    return env.flag("DEBUG", False) or env.flag("RUNPOD_DEBUG", False)
+
+
 def _server_settings(env: _Env) -> ServerSettings:
     return ServerSettings(
         host=env.text("HOST", "::"),
@@ -464,7 +472,7 @@ def _server_settings(env: _Env) -> ServerSettings:
         max_body_bytes=int(env.number("MAX_BODY_SIZE_MB", 100.0, minimum=0.001) * 1024 * 1024),
         max_queue_depth=env.integer("MAX_QUEUE_DEPTH", 0),
         shutdown_grace_s=env.number("SHUTDOWN_GRACE_S", 60.0),
-        log_level=_log_level(env.text("LOG_LEVEL", "DEBUG" if env.flag("DEBUG", False) else "INFO")),
+        log_level=_log_level(env.text("LOG_LEVEL", "DEBUG" if _debug(env) else "INFO")),
         log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
         sse_heartbeat_s=env.number("SSE_HEARTBEAT_S", 15.0, minimum=0.1),
         api_keys=tuple(key.strip() for key in env.text("API_KEYS", "").split(",") if key.strip()),
@@ -741,6 +749,7 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("COMFYUI_PORT", "8188", "port of the ComfyUI on COMFYUI_HOST"),
     ("DIRECT_ADDRESS", "127.0.0.1", "address the launched ComfyUI listens on"),
     ("COMFYUI_PORT_HOST", "8188", "port the launched ComfyUI listens on"),
+    ("COMFY_LOG_LEVEL", "ComfyUI's", "debug, info, warning, error or critical: ComfyUI's --verbose (COMFY_HOME only)"),
     ("INPUT_DIR", "COMFY_HOME/input", "ComfyUI's input folder"),
     ("OUTPUT_DIR", "COMFY_HOME/output", "ComfyUI's output folder"),
     ("TEMP_DIR", "COMFY_HOME/temp", "ComfyUI's temp folder"),
@@ -768,6 +777,7 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("SHUTDOWN_GRACE_S", "60", "how long running jobs may finish after SIGTERM"),
     ("LOG_LEVEL", "INFO (DEBUG when DEBUG=true)", "log level"),
     ("DEBUG", "false", "true: LOG_LEVEL defaults to DEBUG"),
+    ("RUNPOD_DEBUG", "false", "the same as DEBUG (worker-comfyui's name)"),
     ("LOG_FORMAT", "text", "text, or json: one object a line with time, level, logger, message, job_id"),
     ("SSE_HEARTBEAT_S", "15", "keep-alive interval of event streams"),
     ("API_KEYS", "", "comma-separated keys; when set (or API_KEYS_FILE), every route but /health and /ready needs one"),

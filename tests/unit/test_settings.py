@@ -40,6 +40,10 @@ def test_comfy_home_with_main_py_launches_comfyui(tmp_path: Path) -> None:
     assert settings.comfy.cmd == ("python", "main.py", "--listen", "0.0.0.0", "--port", "9999")
     assert settings.comfy.output_dir == tmp_path / "output"
     assert settings.comfy.base_url == "http://0.0.0.0:9999"
+    verbose = load_settings({"COMFY_HOME": str(tmp_path), "COMFY_LOG_LEVEL": "warning"}).comfy.cmd
+    assert verbose[-2:] == ("--verbose", "WARNING"), "worker-comfyui's COMFY_LOG_LEVEL reaches ComfyUI"
+    with pytest.raises(SettingsError, match="COMFY_LOG_LEVEL"):
+        load_settings({"COMFY_HOME": str(tmp_path), "COMFY_LOG_LEVEL": "loud"})
 
 
 @pytest.mark.parametrize("venv", ["venv", ".venv"])
@@ -169,6 +173,7 @@ def test_the_api_v1_gateways_setting_names_work_as_aliases() -> None:
     both = {"COMFYUI_URL": "http://real:8188", "COMFYUI_HOST": "other"}
     assert load_settings(both).comfy.url == "http://real:8188", "COMFYUI_URL wins"
     assert load_settings({"DEBUG": "true"}).server.log_level == "DEBUG"
+    assert load_settings({"RUNPOD_DEBUG": "1"}).server.log_level == "DEBUG"
     assert load_settings({"DEBUG": "true", "LOG_LEVEL": "warning"}).server.log_level == "WARNING"
     with pytest.raises(SettingsError, match="COMFYUI_PORT"):
         load_settings({"COMFYUI_HOST": "gpu-box", "COMFYUI_PORT": "http"})
