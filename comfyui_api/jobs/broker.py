@@ -24,6 +24,9 @@ from comfyui_api.jobs.model import (
 
 # Kinds a reader may miss when it falls too far behind; the newest value of each supersedes the older ones.
 _DROPPABLE = (PreviewProduced, ProgressUpdated, NodeExecuting, NodeStates)
+# Kinds that wake no reader: they go out with the next event (ComfyUI sends its per-node state just before the
+# progress frame it goes with). Fifty SSE readers, which show none of them, would otherwise wake for nothing.
+_QUIET = (NodeStates,)
 DEFAULT_REPLAY_EVENTS = 512
 # Previews are big (a base64 image each): only the newest few are kept for replay.
 DEFAULT_REPLAY_PREVIEWS = 4
@@ -73,6 +76,8 @@ class JobEventLog:
             self._terminal = item
         self._log.append(item)
         self._trim()
+        if isinstance(event, _QUIET):
+            return
         self._changed.set()
         self._changed = asyncio.Event()  # readers waiting on the old one wake; later waits use this one
 

@@ -15,6 +15,7 @@ from comfyui_api.jobs.model import (
     JobResult,
     JobStarted,
     NodeExecuting,
+    NodeStates,
     OutputFile,
     OutputReady,
     PreviewProduced,
@@ -151,3 +152,18 @@ async def test_the_terminal_events_bytes_are_let_go_when_its_last_reader_is_done
     assert terminal.encoded is not None, "another reader is still on it"
     await second.aclose()
     assert terminal.encoded is None, "no reader left: the bytes (maybe megabytes of outputs) are not kept"
+
+
+async def test_per_node_state_wakes_no_reader_and_goes_out_with_the_next_event() -> None:
+    log = JobEventLog(JOB)
+    log.publish(JobStarted(JOB))
+    batches = log.follow_batches()
+    assert [item.seq for item in await anext(batches) or []] == [1]
+    waiting = asyncio.ensure_future(anext(batches))
+    await asyncio.sleep(0)
+    log.publish(NodeStates(JOB, {"3": {"value": 1, "max": 4, "state": "running"}}))
+    await asyncio.sleep(0.01)
+    assert not waiting.done(), "ComfyUI's per-node state alone wakes nobody"
+    log.publish(progress(25))
+    assert [type(item.event) for item in await asyncio.wait_for(waiting, 1) or []] == [NodeStates, ProgressUpdated]
+    await batches.aclose()
