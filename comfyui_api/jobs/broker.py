@@ -27,6 +27,7 @@ _DROPPABLE = (PreviewProduced, ProgressUpdated, NodeExecuting, NodeStates)
 # Kinds that wake no reader: they go out with the next event (ComfyUI sends its per-node state just before the
 # progress frame it goes with). Fifty SSE readers, which show none of them, would otherwise wake for nothing.
 _QUIET = (NodeStates,)
+_STATES_LOOKBACK = 8  # how far back the previous per-node snapshot is looked for (it is one or two events back)
 DEFAULT_REPLAY_EVENTS = 512
 # Previews are big (a base64 image each): only the newest few are kept for replay.
 DEFAULT_REPLAY_PREVIEWS = 4
@@ -82,6 +83,12 @@ class JobEventLog:
         self._changed = asyncio.Event()  # readers waiting on the old one wake; later waits use this one
 
     def _trim(self) -> None:
+        if isinstance(self._log[-1].event, NodeStates):
+            # A snapshot of every node's state: the newest makes the older ones moot (it comes with each step).
+            for back in range(2, min(len(self._log), _STATES_LOOKBACK) + 1):
+                if isinstance(self._log[-back].event, NodeStates):
+                    del self._log[-back]
+                    break
         if isinstance(self._log[-1].event, PreviewProduced):
             self._previews += 1
             if self._previews > self._max_previews:

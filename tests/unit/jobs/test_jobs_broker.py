@@ -167,3 +167,13 @@ async def test_per_node_state_wakes_no_reader_and_goes_out_with_the_next_event()
     log.publish(progress(25))
     assert [type(item.event) for item in await asyncio.wait_for(waiting, 1) or []] == [NodeStates, ProgressUpdated]
     await batches.aclose()
+
+
+async def test_only_the_newest_per_node_state_is_kept() -> None:
+    log = JobEventLog(JOB)
+    for step in range(1, 40):
+        log.publish(NodeStates(JOB, {"3": {"value": step, "max": 40, "state": "running"}}))
+        log.publish(progress(step * 2.5))
+    kept = [item.event for item in log.replay() if isinstance(item.event, NodeStates)]
+    assert [states.nodes["3"]["value"] for states in kept] == [39], "each snapshot supersedes the one before"
+    assert len([item for item in log.replay() if isinstance(item.event, ProgressUpdated)]) == 39
