@@ -11,7 +11,7 @@ import httpx
 import pytest
 import runpod
 
-from tests.integration.server import ServerProcess, image_graph, running_server, sampler_graph
+from tests.integration.server import ServerProcess, image_graph, running_server, sampler_graph, wait_until
 from tests.servers.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.simulator_only
@@ -86,8 +86,11 @@ async def test_a_webhook_in_the_body_gets_the_status_of_the_ended_job(server: Se
         assert (body["id"], body["status"]) == (job_id, "COMPLETED")
         assert [image["type"] for image in body["output"]["images"]] == ["base64"]
         assert body["executionTime"] >= 0 and "delayTime" in body
-        record = (await http.get(server.url(f"/jobs/{job_id}"))).json()
-        assert record["webhook"]["state"] == "delivered", record["webhook"]
+
+        async def delivered() -> bool:  # noted on the record once the receiver's answer is in
+            return (await http.get(server.url(f"/jobs/{job_id}"))).json()["webhook"]["state"] == "delivered"
+
+        await wait_until(delivered, timeout_s=10)
 
         for bad in ("ftp://example.com/x", 7):
             refused = await http.post(
