@@ -17,7 +17,6 @@ import base64
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from tests.servers.processes import free_port
 
 READY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 60.0
@@ -61,12 +62,6 @@ class SmokeReport:
 def _check(condition: bool, what: str) -> None:
     if not condition:
         raise SmokeFailed(what)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def check_http(url: str, *, version: str | None = None) -> int:
@@ -122,7 +117,7 @@ def smoke(command: Sequence[str], *, env: dict[str, str] | None = None) -> Smoke
     with tempfile.TemporaryDirectory(prefix="comfyui-api-smoke-") as tmp:
         work, home = Path(tmp) / "cwd", Path(tmp) / "home"
         work.mkdir()
-        port = _free_port()
+        port = free_port()
         run_env = {**base_env, "COMFYUI_API_HOME": str(home), "LOG_LEVEL": "warning"}
         log_path = Path(tmp) / "server.log"
         with log_path.open("wb") as log:

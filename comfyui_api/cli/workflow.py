@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from comfyui_api.client import ClientError, ComfyUIClient
+from comfyui_api.client.workflow import load_workflow, read_json_object
 from comfyui_api.comfy.graph import is_ui_format
 from comfyui_api.workflows.ui_format import ConversionError, ui_to_api
 from comfyui_api.workflows.workflow import is_link
@@ -62,29 +63,17 @@ def add_workflow_commands(commands: argparse._SubParsersAction[argparse.Argument
         action.add_argument("--api-key", metavar="KEY", help="API key of that server [default: $COMFYUI_API_KEY]")
 
 
-def _read_json(path: str) -> dict[str, Any]:
-    try:
-        loaded = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable JSON file ({exc})") from None
-    if not isinstance(loaded, dict):
-        raise ValueError(f"{path}: a workflow is a JSON object")
-    return loaded
-
-
 def _definitions(options: argparse.Namespace) -> dict[str, Any]:
     if options.object_info:
-        return _read_json(options.object_info)
+        return read_json_object(options.object_info, "/object_info answer")
     url = options.comfyui or (os.environ.get("COMFYUI_API_URL") or _DEFAULT_SERVER).rstrip("/") + "/comfyui"
     with ComfyUIClient(url, api_key=options.api_key or os.environ.get("COMFYUI_API_KEY")) as comfyui:
         return comfyui.object_info()
 
 
 def api_format(document: dict[str, Any], options: argparse.Namespace) -> dict[str, Any]:
-    """The workflow in the API format (`{"prompt": graph}` request bodies are unwrapped); ConversionError if a UI
-    workflow cannot be converted."""
-    if isinstance(document.get("prompt"), dict):
-        return dict(document["prompt"])
+    """The workflow (as `load_workflow` reads it) in the API format; ConversionError if an editor-saved workflow
+    cannot be converted."""
     if not is_ui_format(document):
         return document
     return ui_to_api(document, _definitions(options))
@@ -113,7 +102,7 @@ def settable_inputs(graph: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def run_workflow_command(options: argparse.Namespace) -> int:
     try:
-        document = _read_json(options.workflow)
+        document = load_workflow(options.workflow)
     except ValueError as exc:
         print(f"comfyui-api workflow: {exc}", file=sys.stderr)
         return USAGE

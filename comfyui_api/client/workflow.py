@@ -13,17 +13,23 @@ InputValue = str | Path | bytes
 _REMOTE = ("http://", "https://", "s3://", "data:")
 
 
-def load_workflow(path: str | Path) -> dict[str, Any]:
-    """A workflow file: an API-format graph, or a `{"prompt": graph}` request body."""
+def read_json_object(path: str | Path, what: str = "workflow") -> dict[str, Any]:
+    """A JSON file holding one object; ValueError naming the file (as `what`) when it cannot be read or is not one."""
     try:
         loaded = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable JSON workflow ({exc})") from None
-    if isinstance(loaded, dict) and isinstance(loaded.get("prompt"), dict):
-        loaded = loaded["prompt"]
+        raise ValueError(f"{path}: not a readable JSON {what} ({exc})") from None
     if not isinstance(loaded, dict):
-        raise ValueError(f"{path}: a workflow is a JSON object")
+        raise ValueError(f"{path}: a {what} is a JSON object")
     return loaded
+
+
+def load_workflow(path: str | Path) -> dict[str, Any]:
+    """A workflow file: an API-format graph, a `{"prompt": graph}` request body (its graph is returned), or a
+    workflow as the editor saves it (returned as it is)."""
+    loaded = read_json_object(path)
+    prompt = loaded.get("prompt")
+    return prompt if isinstance(prompt, dict) else loaded
 
 
 def parse_value(text: str) -> Any:

@@ -69,7 +69,7 @@ def test_what_cannot_be_converted_or_read_is_said(
     assert main(["workflow", "convert", str(broken), "--object-info", str(object_info)]) == 1
     assert f"(node {odd['id']})" in capsys.readouterr().err
     assert main(["workflow", "convert", str(tmp_path / "missing.json")]) == 2
-    assert "not a readable JSON file" in capsys.readouterr().err
+    assert "missing.json: not a readable JSON workflow" in capsys.readouterr().err
     with pytest.raises(SystemExit) as usage:
         main(["workflow", "convert"])
     assert usage.value.code == 2
