@@ -59,9 +59,8 @@ class GatewayV1Controller(Controller):
     ) -> Response[Any]:
         try:
             body = await read_json_object(request)
-            given = body.get("client_id")
-            client_id = given if isinstance(given, str) and given else uuid.uuid4().hex
-            record = await _submit_workflow(body, client_id, services, gateway)
+            client_id = _client_id(body.get("client_id"))
+            record = await _submit_graph(await _workflow_graph(body, services), client_id, services, gateway)
         except ComfyApiError as exc:
             return _failed(exc)
         return _ok({"prompt_id": record.id, "client_id": client_id})
@@ -82,11 +81,8 @@ class GatewayV1Controller(Controller):
             if workflow is None:
                 raise NotFound(f"no scenario named {name!r} (a workflow in WORKFLOW_DIR/{SCENARIOS}/{name}.json)")
             body = await read_json_object(request)
-            given = body.pop("client_id", None)
-            client_id = given if isinstance(given, str) and given else uuid.uuid4().hex
-            graph = workflow.bind(body)
-            job = to_job_request(PromptRequest(prompt=graph), services.settings.jobs, services.storage, source="api_v1")
-            record = await submit_queued(gateway, job, client_id)
+            client_id = _client_id(body.pop("client_id", None))
+            record = await _submit_graph(workflow.bind(body), client_id, services, gateway)
         except ComfyApiError as exc:
             return _failed(exc)
         return _ok({"prompt_id": record.id, "scenario": name, "client_id": client_id})
@@ -187,16 +183,22 @@ class GatewayV1Controller(Controller):
         return _ok({"url": f"{base}/api/v1/images/download?{query}", "filename": filename})
 
 
-async def _submit_workflow(
-    body: Mapping[str, Any], client_id: str, services: Services, gateway: ComfyGateway
-) -> JobRecord:
-    """`{workflow}` (API or editor format) through the job service, for `client_id`'s frames; once ComfyUI has it."""
+def _client_id(given: Any) -> str:
+    """The client id a request names, else a fresh one."""
+    return given if isinstance(given, str) and given else uuid.uuid4().hex
+
+
+async def _workflow_graph(body: Mapping[str, Any], services: Services) -> dict[str, Any]:
+    """`body["workflow"]` in the API format (one saved from the editor is converted)."""
     workflow = body.get("workflow")
     if not isinstance(workflow, dict):
         raise InvalidRequest("workflow must be a ComfyUI graph (an object)", field="workflow")
-    if is_ui_format(workflow):
-        workflow = await services.api_graph(workflow, field="workflow")
-    job = to_job_request(PromptRequest(prompt=workflow), services.settings.jobs, services.storage, source="api_v1")
+    return await services.api_graph(workflow, field="workflow") if is_ui_format(workflow) else workflow
+
+
+async def _submit_graph(graph: dict[str, Any], client_id: str, services: Services, gateway: ComfyGateway) -> JobRecord:
+    """A graph through the job service, for `client_id`'s frames; returns once ComfyUI has taken it."""
+    job = to_job_request(PromptRequest(prompt=graph), services.settings.jobs, services.storage, source="api_v1")
     return await submit_queued(gateway, job, client_id)
 
 
@@ -237,7 +239,7 @@ async def _answer(text: str, client_id: str, services: Services, gateway: ComfyG
     try:
         if not isinstance(data, dict):
             raise InvalidRequest("data must be an object holding the workflow", field="data")
-        record = await _submit_workflow(data, client_id, services, gateway)
+        record = await _submit_graph(await _workflow_graph(data, services), client_id, services, gateway)
     except ComfyApiError as exc:
         return gateway_v1.ws_message("submit_error", gateway_v1.error_envelope(exc))
     return gateway_v1.ws_message("submit_success", {"prompt_id": record.id, "client_id": client_id})

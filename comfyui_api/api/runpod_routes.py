@@ -17,6 +17,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from comfyui_api.api.schemas import ERROR_RESPONSES
 from comfyui_api.api.services import ServicesDependency
 from comfyui_api.dialects.runpod import RunpodInputError, job_request, parse_input, runpod_state, status_body
+from comfyui_api.dialects.salad_request import webhook_url
 from comfyui_api.errors import InvalidRequest
 from comfyui_api.jobs.model import JobRequest, JobStatus
 from comfyui_api.jobs.service import JobService
@@ -35,8 +36,9 @@ def _request_of(data: Any, services: ServicesDependency) -> JobRequest:
     if unknown:
         raise InvalidRequest(f"unknown field {unknown[0]!r}; known: {', '.join(_BODY_FIELDS)}", field=unknown[0])
     webhook = data.get("webhook")
-    if webhook is not None and (not isinstance(webhook, str) or not webhook.startswith(("http://", "https://"))):
-        raise InvalidRequest("webhook must be an http(s) URL", field="webhook")
+    if webhook is not None and not isinstance(webhook, str):
+        raise InvalidRequest("webhook must be an http:// or https:// URL", field="webhook")
+    webhook = webhook_url(webhook, "webhook")
     try:
         spec = parse_input(data.get("input"))
     except RunpodInputError as exc:

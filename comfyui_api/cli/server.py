@@ -127,15 +127,15 @@ def _warn_about_exposure(settings: Settings) -> None:
 def serve(settings: Settings, *, job_api: bool = True) -> int:
     """Run the server until SIGTERM; `job_api=False` (`comfyui-api worker`) answers only /health and /ready."""
     _configure_logging(settings)
-    if settings.comfy.using_simulator and (missing := missing_modules()):
-        log.error(
-            "No ComfyUI is configured (CMD, COMFYUI_URL and COMFY_HOME/main.py are all unset) and the bundled "
-            "simulator cannot run without %s: %s, or set CMD or COMFY_HOME to run a real ComfyUI.",
-            ", ".join(missing),
-            SIMULATOR_INSTALL_HINT,
-        )
-        return SETTINGS_EXIT_CODE
     if settings.comfy.using_simulator:
+        if missing := missing_modules():
+            log.error(
+                "No ComfyUI is configured (CMD, COMFYUI_URL and COMFY_HOME/main.py are all unset) and the bundled "
+                "simulator cannot run without %s: %s, or set CMD or COMFY_HOME to run a real ComfyUI.",
+                ", ".join(missing),
+                SIMULATOR_INSTALL_HINT,
+            )
+            return SETTINGS_EXIT_CODE
         log.warning(
             "No ComfyUI is configured (CMD, COMFYUI_URL and COMFY_HOME/main.py are all unset): running the bundled "
             "ComfyUI simulator as CMD. Outputs are synthetic. Set CMD or COMFY_HOME to run a real ComfyUI."

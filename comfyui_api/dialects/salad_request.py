@@ -73,7 +73,9 @@ def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
     return metadata
 
 
-def _webhook_url(value: str | None, field: str) -> str | None:
+def webhook_url(value: str | None, field: str) -> str | None:
+    """`value` stripped, or InvalidRequest naming `field` unless it is an http(s) URL (the outbound guard checks
+    where it leads when the job is submitted)."""
     if value is None:
         return None
     url = value.strip()
@@ -90,8 +92,8 @@ def to_job_request(
     `source`: the front door, when another takes the same body)."""
     check_graph(body.prompt, max_nodes=settings.max_graph_nodes)
     stored = prompt_storage_fields(body, storage)
-    v2_url = _webhook_url(body.webhook_v2, "webhook_v2")
-    v1_url = _webhook_url(body.webhook, "webhook")
+    v2_url = webhook_url(body.webhook_v2, "webhook_v2")
+    v1_url = webhook_url(body.webhook, "webhook")
     return JobRequest(
         id=body.id,
         graph=body.prompt,
