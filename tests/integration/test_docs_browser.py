@@ -4,34 +4,21 @@ screenshot is kept beside the test's files for a person to look at."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from tests.integration import loopback_only
 from tests.integration.docs_browser import browser
-from tests.integration.server import REPO_ROOT
-from tests.integration.test_openapi_fuzz import isolated_network_available
 
 pytestmark = [pytest.mark.simulator_only, pytest.mark.slow]
 
 
 @pytest.mark.skipif(browser() is None, reason="needs Chromium (Debian: apt-get install chromium; .ci/run does)")
-@pytest.mark.skipif(not isolated_network_available(), reason="needs `unshare -rn` (user and network namespaces)")
+@pytest.mark.skipif(not loopback_only.available(), reason="needs `unshare -rn` (user and network namespaces)")
 def test_the_swagger_ui_renders_every_endpoint_from_loopback_alone(tmp_path: Path) -> None:
-    script = f"ip link set lo up && exec {sys.executable} -m tests.integration.docs_browser {tmp_path}"
-    run = subprocess.run(
-        ["unshare", "-rn", "sh", "-c", script],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=400,
-        check=False,
-    )
+    run = loopback_only.run_module("tests.integration.docs_browser", str(tmp_path), cwd=tmp_path, timeout_s=400)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     dom = (tmp_path / "dom.html").read_text()
     assert 'class="swagger-ui"' in dom, "Swagger UI did not start (its scripts are served by the server itself)"
