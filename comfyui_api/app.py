@@ -17,7 +17,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components
 from litestar.static_files import create_static_files_router
 
@@ -42,6 +42,7 @@ from comfyui_api.version import package_version
 
 _RUNTIME_KEY = "runtime"
 DOCS_ASSETS = "/docs/assets"  # Swagger UI from the swagger-ui-py package
+REDOC_ASSETS = "/docs/redoc-assets"  # ReDoc's standalone bundle from the mkdocs-redoc-tag package
 
 
 def _lifespan(
@@ -92,13 +93,23 @@ def create_app(settings: Settings, *, on_fatal: FatalHandler | None = None, job_
     return build_http_app(settings, lifespan=[_lifespan(settings, on_fatal, keys)], keys=keys, job_api=job_api)
 
 
-def swagger_ui_assets() -> Path:
-    """The folder of Swagger UI's files (5.x: it renders OpenAPI 3.1) that the swagger-ui-py package carries; found
-    without importing the package, whose code (web framework adapters) this server does not use."""
-    spec = importlib.util.find_spec("swagger_ui")
+def package_folder(package: str, distribution: str, *parts: str) -> Path:
+    """A folder of files inside an installed package, found without importing the package (the docs pages need
+    only the files, not the web framework adapters or plugins that come with them)."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("swagger-ui-py is not installed: pip install swagger-ui-py")
-    return Path(next(iter(spec.submodule_search_locations))) / "static"
+        raise RuntimeError(f"{distribution} is not installed: pip install {distribution}")
+    return Path(next(iter(spec.submodule_search_locations)), *parts)
+
+
+def swagger_ui_assets() -> Path:
+    """Swagger UI's files (5.x: it renders OpenAPI 3.1), as the swagger-ui-py package carries them."""
+    return package_folder("swagger_ui", "swagger-ui-py", "static")
+
+
+def redoc_assets() -> Path:
+    """ReDoc's standalone bundle (2.x: it renders OpenAPI 3.1), as the mkdocs-redoc-tag package carries it."""
+    return package_folder("mkdocs_redoc_tag", "mkdocs-redoc-tag", "redoc", "javascripts")
 
 
 def build_http_app(
@@ -125,7 +136,11 @@ def build_http_app(
             "security": [{name: []} for name in SECURITY_SCHEMES],
         }
     return Litestar(
-        route_handlers=[*handlers, create_static_files_router(path=DOCS_ASSETS, directories=[swagger_ui_assets()])],
+        route_handlers=[
+            *handlers,
+            create_static_files_router(path=DOCS_ASSETS, directories=[swagger_ui_assets()]),
+            create_static_files_router(path=REDOC_ASSETS, directories=[redoc_assets()]),
+        ],
         middleware=[ReleaseLargeBodies(), ApiKeyMiddleware(keys)],
         lifespan=list(lifespan),
         state=State(dict(state or {})),
@@ -138,7 +153,8 @@ def build_http_app(
             version=package_version(),
             description="Run ComfyUI workflows over HTTP.",
             path="/docs",
-            # Swagger UI's assets come from a package and are served here: /docs works with no internet.
+            # Swagger UI's and ReDoc's assets come from packages and are served here: /docs and /docs/redoc work
+            # with no internet (and no web fonts: ReDoc falls back to the system's).
             render_plugins=[
                 SwaggerRenderPlugin(
                     path="/",
@@ -146,7 +162,8 @@ def build_http_app(
                     css_url=f"{DOCS_ASSETS}/swagger-ui.css",
                     standalone_preset_js_url=f"{DOCS_ASSETS}/swagger-ui-standalone-preset.js",
                     favicon=f"<link rel='icon' type='image/png' href='{DOCS_ASSETS}/favicon-32x32.png'>",
-                )
+                ),
+                RedocRenderPlugin(path="/redoc", js_url=f"{REDOC_ASSETS}/redoc.standalone.js", google_fonts=False),
             ],
             **security,
         ),

@@ -1,7 +1,7 @@
 """A smoke test of an installed comfyui-api, whatever form it was installed in (the single binary, a wheel in a clean
 venv, a container image): `--version`, `--help` (of each subcommand too), `serve` with the bundled simulator from an
-empty working directory, `/docs` and its assets, one `POST /prompt` producing a PNG, and SIGTERM ending it with exit
-code 0.
+empty working directory, `/docs`, `/docs/redoc` and their assets, one `POST /prompt` producing a PNG, and SIGTERM
+ending it with exit code 0.
 
     python -m tests.smoke dist/comfyui-api                   # any command line that runs comfyui-api
     python -m tests.smoke --url http://127.0.0.1:3000        # the HTTP part only, against a server already started
@@ -75,7 +75,8 @@ def check_http(url: str, *, version: str | None = None) -> int:
             for route, body in (("/health", health), ("/ready", ready)):
                 said = body.get("version")
                 _check(said == version, f"{route} gives version {said!r}, not {version!r}")
-        for asset in ("/docs", "/docs/assets/swagger-ui-bundle.js", "/docs/openapi.json"):  # served by itself
+        docs = ("/docs", "/docs/assets/swagger-ui-bundle.js", "/docs/redoc", "/docs/redoc-assets/redoc.standalone.js")
+        for asset in (*docs, "/docs/openapi.json"):  # served by itself
             _check(http.get(asset).status_code == 200, f"GET {asset} is not 200: /docs would not work")
         answer = http.post("/prompt", json={"prompt": GRAPH})
         _check(answer.status_code == 200, f"POST /prompt answered {answer.status_code}: {answer.text[:300]}")

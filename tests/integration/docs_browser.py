@@ -1,7 +1,8 @@
-"""Load a live server's /docs in headless Chromium: `python -m tests.integration.docs_browser OUT_DIR`. Starts a
-server (simulator as ComfyUI), has Chromium render the page with its scripts run, and writes what the browser
-ended with into OUT_DIR: `dom.html` (the rendered DOM) and `docs.png` (a screenshot). Meant to run in a network
-namespace with only loopback (see test_docs_browser.py), so a page that needed a CDN would come up empty."""
+"""Load a live server's /docs and /docs/redoc in headless Chromium: `python -m tests.integration.docs_browser
+OUT_DIR`. Starts a server (simulator as ComfyUI), has Chromium render each page with its scripts run, and writes
+what the browser ended with into OUT_DIR: `<page>.html` (the rendered DOM) and `<page>.png` (a screenshot), for
+the pages `docs` (Swagger UI) and `redoc`. Meant to run in a network namespace with only loopback (see
+test_docs_browser.py), so a page that needed a CDN would come up empty."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from tests.integration.server import start_server
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+PAGES = {"docs": "/docs", "redoc": "/docs/redoc"}
 
 
 def browser() -> str | None:
@@ -33,21 +35,22 @@ def main(out: Path) -> int:
                 f"--user-data-dir={Path(root) / 'profile'}", "--window-size=1280,2400",
                 "--virtual-time-budget=15000",  # let the page's scripts fetch the OpenAPI document and render it
             ]  # fmt: skip
-            page = server.url("/docs")
-            dom = subprocess.run(
-                [chromium, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120, check=False
-            )
-            (out / "dom.html").write_text(dom.stdout)
-            shot = subprocess.run(
-                [chromium, *flags, f"--screenshot={out / 'docs.png'}", page],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-            if dom.returncode or shot.returncode:
-                print(dom.stderr[-3000:], shot.stderr[-3000:], file=sys.stderr)
-                return 1
+            for name, path in PAGES.items():
+                page = server.url(path)
+                dom = subprocess.run(
+                    [chromium, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120, check=False
+                )
+                (out / f"{name}.html").write_text(dom.stdout)
+                shot = subprocess.run(
+                    [chromium, *flags, f"--screenshot={out / f'{name}.png'}", page],
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                    check=False,
+                )
+                if dom.returncode or shot.returncode:
+                    print(name, dom.stderr[-3000:], shot.stderr[-3000:], file=sys.stderr)
+                    return 1
             return 0
         finally:
             server.stop()
