@@ -8,8 +8,17 @@ The rules the editor itself applies when it queues a workflow:
 - an input with a link takes the value at the link's origin: another node's output `[id, slot]`, through any
   `Reroute`, the value of a `PrimitiveNode`, or through a bypassed node (mode 4) to its input of the same type;
 - muted nodes (mode 2) are left out, and so is any input linked to one; notes and other UI-only nodes are skipped;
-- `_meta.title` keeps the node's title.
-Group nodes and subgraphs are refused (ConversionError naming the node), as is a type ComfyUI does not know.
+- `_meta.title` keeps the node's title;
+- subgraphs (`definitions.subgraphs`, the newer editor's reusable node groups) are expanded: a node whose type is a
+  subgraph's id stands for a copy of that subgraph's nodes, with ids `<instance>:<inner id>` (nested:
+  `12:5:3`), as the editor numbers them. Inside, a link from the subgraph's input node (id -10) takes what the
+  instance receives on the input of the same name; an input the instance leaves unlinked takes the instance's
+  widget value for it (its `widgets_values` follow the subgraph's widget-fed inputs in order) or, when the instance
+  holds none (newer editors keep promoted widgets' values on the inner node), the inner node's own value. A link
+  from the instance's output j follows the subgraph's link into its output node (id -20) slot j. A muted instance is
+  left out whole; a bypassed one is wired through like any bypassed node.
+Group nodes (the older editor's `workflow>` node types) are refused (ConversionError naming the node), as is a type
+ComfyUI does not know.
 """
 
 from __future__ import annotations
@@ -21,8 +30,10 @@ from typing import Any
 MUTED, BYPASSED = 2, 4
 WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
 UI_ONLY_TYPES = frozenset({"Note", "MarkdownNote", "Reroute", "PrimitiveNode"})
+SUBGRAPH_INPUT, SUBGRAPH_OUTPUT = "-10", "-20"  # the ids of a subgraph's input and output nodes
 _SEED_NAMES = frozenset({"seed", "noise_seed"})
 _MAX_HOPS = 1000  # a chain of reroutes or bypassed nodes longer than this is a loop
+_MAX_DEPTH = 32  # subgraphs nested deeper than this contain themselves
 
 
 class ConversionError(ValueError):
@@ -35,11 +46,38 @@ class ConversionError(ValueError):
 
 @dataclass(frozen=True)
 class _Link:
-    origin_id: str
+    """A link inside one graph level: `scope` is "" at the top and "<instance id>:" inside a subgraph instance;
+    `origin` and `target` are the ids as that level saves them (-10 and -20 for the subgraph's boundary)."""
+
+    scope: str
+    origin: str
     origin_slot: int
-    target_id: str
+    target: str
     target_slot: int
     type: str
+
+
+@dataclass(frozen=True)
+class _Node:
+    """A node of the expanded workflow: `id` is its execution id (`12`, or `12:5` inside instance 12), `scope` the
+    level its links belong to; `subgraph` is the definition when the node is an expanded subgraph instance."""
+
+    id: str
+    raw: Mapping[str, Any]
+    scope: str
+    subgraph: Mapping[str, Any] | None = None
+
+
+@dataclass
+class _Workflow:
+    """The whole workflow with every subgraph instance expanded: nodes by execution id, links by (scope, link id)."""
+
+    nodes: dict[str, _Node]
+    links: dict[tuple[str, Any], _Link]
+
+    def input_link(self, node: _Node, slot: Mapping[str, Any]) -> _Link | None:
+        link_id = slot.get("link")
+        return self.links.get((node.scope, link_id)) if link_id is not None else None
 
 
 def widget_inputs(definition: Mapping[str, Any]) -> list[tuple[str, bool]]:
@@ -62,38 +100,37 @@ def widget_inputs(definition: Mapping[str, Any]) -> list[tuple[str, bool]]:
 
 def ui_to_api(document: Mapping[str, Any], object_info: Mapping[str, Any]) -> dict[str, Any]:
     """The API-format graph of a UI-format workflow; ConversionError when a node cannot be converted."""
-    nodes = {str(node.get("id")): node for node in document.get("nodes") or () if isinstance(node, Mapping)}
-    links = _links(document.get("links") or ())
-    subgraphs = {str(graph.get("id")) for graph in (document.get("definitions") or {}).get("subgraphs") or ()}
+    workflow = _Workflow({}, {})
+    _expand(document, "", _subgraphs(document), workflow, depth=0)
     graph: dict[str, Any] = {}
-    for node_id, node in nodes.items():
-        kind = str(node.get("type", ""))
-        mode = node.get("mode", 0)
-        if mode in (MUTED, BYPASSED) or kind in UI_ONLY_TYPES:
+    for node_id, node in workflow.nodes.items():
+        kind = str(node.raw.get("type", ""))
+        mode = node.raw.get("mode", 0)
+        if mode in (MUTED, BYPASSED) or kind in UI_ONLY_TYPES or node.subgraph is not None:
             continue
-        if kind in subgraphs or kind.startswith("workflow>") or kind.startswith("workflow/"):
+        if kind.startswith("workflow>") or kind.startswith("workflow/"):
             raise ConversionError(
-                f"node {node_id} ({kind}) is a subgraph or group node, which cannot be converted here; "
-                "use Workflow > Export (API) in the editor",
+                f"node {node_id} ({kind}) is a group node, which cannot be converted here; convert it to a "
+                "subgraph in the editor, or use Workflow > Export (API)",
                 node_id=node_id,
             )
         definition = object_info.get(kind)
         if not isinstance(definition, Mapping):
-            if not _is_connected(node):
+            if not _is_connected(node.raw):
                 continue  # a UI-only node from an extension (a label, a note): nothing to run
             raise ConversionError(f"node {node_id}: ComfyUI has no node type {kind!r}", node_id=node_id)
-        inputs = _widget_values(node_id, node, definition)
-        for slot in node.get("inputs") or ():
+        inputs = _widget_values(node.raw, definition)
+        for slot in node.raw.get("inputs") or ():
             if not isinstance(slot, Mapping) or slot.get("link") is None:
                 continue
             name = str((slot.get("widget") or {}).get("name") or slot.get("name"))
-            value = _resolve(links.get(slot["link"]), nodes, links, node_id, name)
+            value = _resolve(workflow.input_link(node, slot), workflow, node_id, name)
             if value is _DROPPED:
                 inputs.pop(name, None)
-            else:
+            elif value is not _KEPT:
                 inputs[name] = value
         entry: dict[str, Any] = {"class_type": kind, "inputs": inputs}
-        title = node.get("title") or definition.get("display_name") or kind
+        title = node.raw.get("title") or definition.get("display_name") or kind
         entry["_meta"] = {"title": str(title)}
         graph[node_id] = entry
     if not graph:
@@ -101,7 +138,35 @@ def ui_to_api(document: Mapping[str, Any], object_info: Mapping[str, Any]) -> di
     return graph
 
 
-def _links(raw: Sequence[Any]) -> dict[Any, _Link]:
+def _subgraphs(document: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    definitions = document.get("definitions")
+    found = definitions.get("subgraphs") if isinstance(definitions, Mapping) else None
+    return {str(graph.get("id")): graph for graph in found or () if isinstance(graph, Mapping)}
+
+
+def _expand(
+    level: Mapping[str, Any], scope: str, subgraphs: Mapping[str, Mapping[str, Any]], into: _Workflow, *, depth: int
+) -> None:
+    """Add one graph level's nodes and links, expanding each live subgraph instance into its own scope."""
+    if depth > _MAX_DEPTH:
+        node_id = scope.rstrip(":")
+        raise ConversionError(
+            f"node {node_id}: subgraphs nested over {_MAX_DEPTH} deep (one contains itself?)", node_id=node_id
+        )
+    for link_id, link in _links(level.get("links") or (), scope).items():
+        into.links[(scope, link_id)] = link
+    for raw in level.get("nodes") or ():
+        if not isinstance(raw, Mapping):
+            continue
+        node_id = f"{scope}{raw.get('id')}"
+        subgraph = subgraphs.get(str(raw.get("type", "")))
+        live = subgraph is not None and raw.get("mode", 0) not in (MUTED, BYPASSED)
+        into.nodes[node_id] = _Node(node_id, raw, scope, subgraph if live else None)
+        if live and subgraph is not None:
+            _expand(subgraph, f"{node_id}:", subgraphs, into, depth=depth + 1)
+
+
+def _links(raw: Sequence[Any], scope: str) -> dict[Any, _Link]:
     """Links as the editor saves them: `[id, origin, slot, target, slot, type]` or objects (newer editors)."""
     found: dict[Any, _Link] = {}
     for item in raw:
@@ -113,7 +178,7 @@ def _links(raw: Sequence[Any]) -> dict[Any, _Link]:
             target, target_slot, kind = item.get("target_id"), item.get("target_slot"), item.get("type", "")
         else:
             continue
-        found[link_id] = _Link(str(origin), int(origin_slot or 0), str(target), int(target_slot or 0), str(kind))
+        found[link_id] = _Link(scope, str(origin), int(origin_slot or 0), str(target), int(target_slot or 0), str(kind))
     return found
 
 
@@ -123,7 +188,7 @@ def _is_connected(node: Mapping[str, Any]) -> bool:
     return linked_in or linked_out
 
 
-def _widget_values(node_id: str, node: Mapping[str, Any], definition: Mapping[str, Any]) -> dict[str, Any]:
+def _widget_values(node: Mapping[str, Any], definition: Mapping[str, Any]) -> dict[str, Any]:
     values = node.get("widgets_values")
     widgets = widget_inputs(definition)
     if isinstance(values, Mapping):  # some extensions save widget values by name
@@ -146,58 +211,110 @@ def _is_control_value(value: Any) -> bool:
     return value in ("fixed", "increment", "decrement", "randomize")
 
 
-class _Dropped:
-    pass
+class _Sentinel:
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
 
 
-_DROPPED = _Dropped()
+_DROPPED = _Sentinel("dropped")  # the input gets nothing (linked to a muted node, or to nothing)
+_KEPT = _Sentinel("kept")  # the input keeps the node's own widget value
 
 
-def _resolve(
-    link: _Link | None, nodes: Mapping[str, Mapping[str, Any]], links: Mapping[Any, _Link], node_id: str, name: str
-) -> Any:
-    """The value an input linked by `link` receives: `[origin, slot]`, a primitive's value, or _DROPPED."""
+def _resolve(link: _Link | None, workflow: _Workflow, node_id: str, name: str) -> Any:
+    """The value an input linked by `link` receives: `[origin, slot]`, a primitive's or a subgraph instance's
+    widget value, _KEPT or _DROPPED."""
     for _ in range(_MAX_HOPS):
         if link is None:
             return _DROPPED
-        origin = nodes.get(link.origin_id)
+        if link.origin == SUBGRAPH_INPUT:  # out of the subgraph, onto the instance's input
+            instance = workflow.nodes[link.scope[:-1]]
+            link, value = _instance_input(instance, link.origin_slot, workflow)
+            if link is None:
+                return value
+            continue
+        origin = workflow.nodes.get(link.scope + link.origin)
         if origin is None:
             raise ConversionError(
-                f"node {node_id} input {name}: linked to missing node {link.origin_id}", node_id=node_id
+                f"node {node_id} input {name}: linked to missing node {link.scope}{link.origin}", node_id=node_id
             )
-        kind, mode = origin.get("type"), origin.get("mode", 0)
+        kind, mode = origin.raw.get("type"), origin.raw.get("mode", 0)
         if mode == MUTED:
             return _DROPPED
-        if kind == "Reroute":
-            link = _input_link(origin, 0, links)
+        if origin.subgraph is not None:  # into the subgraph, to what feeds its output node's slot
+            link = _instance_output(origin, link.origin_slot, workflow)
+        elif kind == "Reroute":
+            slots = origin.raw.get("inputs") or ()
+            link = workflow.input_link(origin, slots[0]) if slots and isinstance(slots[0], Mapping) else None
         elif kind == "PrimitiveNode":
-            values = origin.get("widgets_values")
+            values = origin.raw.get("widgets_values")
             if not isinstance(values, list) or not values:
-                raise ConversionError(f"node {link.origin_id} (PrimitiveNode) holds no value", node_id=link.origin_id)
+                raise ConversionError(f"node {origin.id} (PrimitiveNode) holds no value", node_id=origin.id)
             return values[0]
         elif mode == BYPASSED:
-            link = _pass_through(origin, link, links)
+            link = _pass_through(origin, link, workflow)
         else:
-            return [link.origin_id, link.origin_slot]
+            return [origin.id, link.origin_slot]
     raise ConversionError(f"node {node_id} input {name}: its links form a loop", node_id=node_id)
 
 
-def _input_link(node: Mapping[str, Any], index: int, links: Mapping[Any, _Link]) -> _Link | None:
-    slots = node.get("inputs") or ()
-    if index >= len(slots) or not isinstance(slots[index], Mapping):
-        return None
-    link_id = slots[index].get("link")
-    return links.get(link_id) if link_id is not None else None
+def _instance_input(instance: _Node, index: int, workflow: _Workflow) -> tuple[_Link | None, Any]:
+    """What a subgraph instance gives its subgraph's input `index`: the link feeding the instance's input of that
+    name, or (no link) the instance's widget value for it, else _KEPT (the inner node's own value)."""
+    assert instance.subgraph is not None
+    inputs = [item for item in instance.subgraph.get("inputs") or () if isinstance(item, Mapping)]
+    if index >= len(inputs):
+        return None, _DROPPED
+    name = inputs[index].get("name")
+    for slot in instance.raw.get("inputs") or ():
+        if isinstance(slot, Mapping) and slot.get("name") == name and slot.get("link") is not None:
+            return workflow.input_link(instance, slot), None
+    values = instance.raw.get("widgets_values")
+    if isinstance(values, Mapping):
+        return None, values.get(name, _KEPT)
+    widgets = [item.get("name") for item in inputs if _feeds_a_widget(item, instance, workflow)]
+    if isinstance(values, list) and name in widgets and widgets.index(name) < len(values):
+        return None, values[widgets.index(name)]
+    return None, _KEPT
 
 
-def _pass_through(node: Mapping[str, Any], link: _Link, links: Mapping[Any, _Link]) -> _Link | None:
+def _feeds_a_widget(subgraph_input: Mapping[str, Any], instance: _Node, workflow: _Workflow) -> bool:
+    """Whether a subgraph input is linked to a widget inside (the editor gives the instance a widget for it)."""
+    scope = f"{instance.id}:"
+    for link_id in subgraph_input.get("linkIds") or ():
+        link = workflow.links.get((scope, link_id))
+        target = workflow.nodes.get(scope + link.target) if link is not None else None
+        slots = target.raw.get("inputs") or () if target is not None else ()
+        if link is not None and link.target_slot < len(slots):
+            slot = slots[link.target_slot]
+            if isinstance(slot, Mapping) and slot.get("widget"):
+                return True
+    return False
+
+
+def _instance_output(instance: _Node, index: int, workflow: _Workflow) -> _Link | None:
+    """The link inside a subgraph instance that feeds its output node's slot `index`."""
+    scope = f"{instance.id}:"
+    return next(
+        (
+            link
+            for (link_scope, _), link in workflow.links.items()
+            if link_scope == scope and link.target == SUBGRAPH_OUTPUT and link.target_slot == index
+        ),
+        None,
+    )
+
+
+def _pass_through(node: _Node, link: _Link, workflow: _Workflow) -> _Link | None:
     """A bypassed node hands its output slot the input of the same type (the same index first, as the editor)."""
-    outputs = node.get("outputs") or ()
+    outputs = node.raw.get("outputs") or ()
     wanted = link.type or (outputs[link.origin_slot].get("type") if link.origin_slot < len(outputs) else "")
-    slots = list(node.get("inputs") or ())
+    slots = list(node.raw.get("inputs") or ())
     order = [link.origin_slot, *range(len(slots))] if link.origin_slot < len(slots) else list(range(len(slots)))
     for index in order:
         slot = slots[index]
         if isinstance(slot, Mapping) and slot.get("type") == wanted and slot.get("link") is not None:
-            return links.get(slot["link"])
+            return workflow.input_link(node, slot)
     return None

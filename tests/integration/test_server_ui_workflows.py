@@ -55,3 +55,43 @@ def test_an_unknown_node_type_is_a_400_naming_the_node(server: ServerProcess) ->
     error = answer.json()["error"]
     assert error["field"] == "prompt.nodes.4"
     assert "NoSuchNode" in error["message"] and "Export (API)" in error["message"]
+
+
+def editor_workflow_with_subgraph() -> dict[str, Any]:
+    """EmptyImage (red) -> an instance (4) of a subgraph holding ImageInvert (2) -> SaveImage (3), as a newer
+    editor saves it: the inner nodes run with ids 4:2 and 4:3."""
+    inner = {
+        "id": "5d0c2d4e-6f3a-4b61-9d7e-1a2b3c4d5e6f",
+        "name": "Flip and save",
+        "inputs": [{"name": "image", "type": "IMAGE", "linkIds": [11]}],
+        "outputs": [],
+        "nodes": [
+            {"id": 2, "type": "ImageInvert", "mode": 0, "inputs": [{"name": "image", "type": "IMAGE", "link": 11}],
+             "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [12]}]},
+            {"id": 3, "type": "SaveImage", "mode": 0, "inputs": [{"name": "images", "type": "IMAGE", "link": 12}],
+             "outputs": [], "widgets_values": ["subgraph"]},
+        ],
+        "links": [
+            {"id": 11, "origin_id": -10, "origin_slot": 0, "target_id": 2, "target_slot": 0, "type": "IMAGE"},
+            {"id": 12, "origin_id": 2, "origin_slot": 0, "target_id": 3, "target_slot": 0, "type": "IMAGE"},
+        ],
+    }  # fmt: skip
+    return {
+        "nodes": [
+            {"id": 1, "type": "EmptyImage", "mode": 0, "inputs": [],
+             "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1]}], "widgets_values": [16, 16, 1, 0xFF0000]},
+            {"id": 4, "type": inner["id"], "mode": 0, "inputs": [{"name": "image", "type": "IMAGE", "link": 1}],
+             "outputs": []},
+        ],
+        "links": [[1, 1, 0, 4, 0, "IMAGE"]],
+        "definitions": {"subgraphs": [inner]},
+        "version": 0.4,
+    }  # fmt: skip
+
+
+def test_a_workflow_with_a_subgraph_runs_and_names_the_inner_nodes(server: ServerProcess) -> None:
+    answer = httpx.post(server.url("/prompt"), json={"prompt": editor_workflow_with_subgraph()}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert decode_image(body["images"][0]).getpixel((1, 1)) == (0, 255, 255)  # inverted inside the subgraph
+    assert [output["node_id"] for output in body["outputs"]] == ["4:3"]

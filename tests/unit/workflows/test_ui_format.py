@@ -1,5 +1,6 @@
-"""UI-format workflows (as the editor saves them) converted with ComfyUI's node definitions: a real template against
-the widget values the template package records by name, and one hand-made case per rule."""
+"""UI-format workflows (as the editor saves them) converted with ComfyUI's node definitions: real templates (one
+flat, two with subgraphs) against the widget values the template package records by name, and one hand-made case
+per rule."""
 
 from __future__ import annotations
 
@@ -137,12 +138,199 @@ def test_named_widget_values_and_what_is_refused() -> None:
     assert refused.value.node_id == "2"
     label = node(3, "SomeExtensionLabel")  # not connected to anything: a UI-only node
     assert set(ui_to_api({"nodes": [named, label], "links": []}, DEFINITIONS)) == {"1"}
-    subgraph = {
-        "nodes": [named, node(4, "9f3c0a52-1111-4222-8333-444455556666")],
-        "links": [],
-        "definitions": {"subgraphs": [{"id": "9f3c0a52-1111-4222-8333-444455556666"}]},
-    }
-    with pytest.raises(ConversionError, match="Export \\(API\\)"):
-        ui_to_api(subgraph, DEFINITIONS)
+    group = node(4, "workflow>Upscale", outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [1]}])
+    with pytest.raises(ConversionError, match=r"group node.*Export \(API\)") as refused:
+        ui_to_api({"nodes": [named, group], "links": []}, DEFINITIONS)
+    assert refused.value.node_id == "4"
     with pytest.raises(ConversionError, match="no node ComfyUI can run"):
         ui_to_api({"nodes": [node(5, "Note")], "links": []}, DEFINITIONS)
+
+
+# -- subgraphs ------------------------------------------------------------------------------------------------------
+
+UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
+
+
+def template(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / "ui_workflows" / name).read_text())
+
+
+def every_node(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(scope, node) for the top level and each subgraph definition's nodes (scope: the subgraph's id)."""
+    found = [("", saved) for saved in document["nodes"]]
+    for subgraph in document.get("definitions", {}).get("subgraphs", ()):
+        found += [(subgraph["id"], saved) for saved in subgraph["nodes"]]
+    return found
+
+
+def definitions_for(document: dict[str, Any]) -> dict[str, Any]:
+    """The recorded ComfyUI definitions, plus, for node types they lack (newer nodes), definitions built from what
+    the template records: widget names in order from `widgets_values_named`, other inputs from the node's slots."""
+    subgraphs = {graph["id"] for graph in document.get("definitions", {}).get("subgraphs", ())}
+    found = dict(DEFINITIONS)
+    for _, saved in every_node(document):
+        kind = saved["type"]
+        if kind in found or kind in subgraphs or kind in UI_ONLY:
+            continue
+        required: dict[str, Any] = {}
+        for slot_ in saved.get("inputs", ()):
+            if not slot_.get("widget"):  # a socket, never a widget (forceInput, as ComfyUI says of such inputs)
+                required[slot_["name"]] = [slot_["type"], {"forceInput": True}]
+        names = list(saved.get("widgets_values_named") or {})
+        for index, name in enumerate(names):
+            if name == "control_after_generate":
+                continue
+            value = saved["widgets_values_named"][name]
+            widget = {bool: "BOOLEAN", int: "INT", float: "FLOAT"}.get(type(value), "STRING")
+            seeded = index + 1 < len(names) and names[index + 1] == "control_after_generate"
+            required[name] = [widget, {"control_after_generate": True}] if seeded else [widget]
+        found[kind] = {"input": {"required": required}, "display_name": kind}
+    return found
+
+
+def assert_named_values(document: dict[str, Any], graph: dict[str, Any], instances: dict[str, str]) -> None:
+    """Each converted node holds the widget values the template records (`instances`: subgraph id -> instance id,
+    where the inner nodes' execution ids start)."""
+    checked = 0
+    for scope, saved in every_node(document):
+        named = saved.get("widgets_values_named")
+        node_id = f"{instances[scope]}:{saved['id']}" if scope else str(saved["id"])
+        if not named or node_id not in graph:
+            continue
+        linked = {slot_["name"] for slot_ in saved.get("inputs", ()) if slot_.get("link") is not None}
+        for name, value in named.items():
+            if name not in ("control_after_generate", "upload") and name not in linked:
+                assert graph[node_id]["inputs"][name] == value, (node_id, saved["type"], name)
+                checked += 1
+    assert checked >= 10
+
+
+def test_a_template_whose_subgraph_instance_holds_its_widget_values() -> None:
+    document = template("3d_hunyuan3d-v2.1.json")
+    graph = ui_to_api(document, definitions_for(document))
+    inner = {f"19:{number}" for number in (1, 3, 4, 6, 7, 8, 9, 13)}
+    assert set(graph) == {"2", "10", *inner}  # the instance itself and the MarkdownNote are not run
+    assert graph["10"]["inputs"]["mesh"] == ["19:9", 0]  # the instance's output, followed inside
+    assert graph["19:13"]["inputs"]["image"] == ["2", 0]  # the subgraph's input, fed by the instance's link
+    sampler = graph["19:7"]["inputs"]
+    assert sampler["model"] == ["19:3", 0] and sampler["positive"] == ["19:6", 0]
+    assert sampler["seed"] == 952805179515179 and sampler["steps"] == 30 and sampler["sampler_name"] == "euler"
+    assert (
+        graph["19:4"]["inputs"]["resolution"] == 4096 and graph["19:1"]["_meta"]["title"] == "ImageOnlyCheckpointLoader"
+    )
+    assert_named_values(document, graph, {document["definitions"]["subgraphs"][0]["id"]: "19"})
+
+    instance = next(saved for saved in document["nodes"] if saved["id"] == 19)
+    instance["widgets_values"][7] = 512  # the instance's own value for the subgraph input "resolution"...
+    assert ui_to_api(document, definitions_for(document))["19:4"]["inputs"]["resolution"] == 512
+    instance["widgets_values"] = []  # ...and, when it holds none, the inner node's
+    assert ui_to_api(document, definitions_for(document))["19:4"]["inputs"]["resolution"] == 4096
+
+
+def test_a_template_whose_subgraph_is_fed_by_links_from_outside() -> None:
+    document = template("api_anthropic_claude_fable5_1.json")
+    graph = ui_to_api(document, definitions_for(document))
+    assert set(graph) == {"1", "12", "13", "14", "15", "16:6", "16:7", "16:8"}
+    assert graph["13"]["inputs"]["text"] == ["16:8", 0]
+    assert graph["16:6"]["inputs"]["string_b"] == ["14", 0]  # instance input string_b <- the multiline primitive
+    assert graph["16:7"]["inputs"]["string_b"] == ["15", 0]  # instance input string_b_1 <- PreviewAny's output
+    assert graph["16:8"]["inputs"]["string_a"] == ["16:6", 0] and graph["16:8"]["inputs"]["string_b"] == ["16:7", 0]
+    assert graph["16:6"]["inputs"]["string_a"] == "USER PROMPT:\n\n"  # the inner node's own widget value
+    assert_named_values(document, graph, {document["definitions"]["subgraphs"][0]["id"]: "16"})
+
+
+def subgraph(
+    graph_id: str, nodes: list[dict[str, Any]], links: list[dict[str, Any]], inputs: list[Any]
+) -> dict[str, Any]:
+    """A subgraph definition: `inputs` are (name, type, link ids); one IMAGE output."""
+    return {
+        "id": graph_id,
+        "name": graph_id,
+        "inputs": [{"name": name, "type": kind, "linkIds": ids} for name, kind, ids in inputs],
+        "outputs": [{"name": "IMAGE", "type": "IMAGE"}],
+        "nodes": nodes,
+        "links": links,
+    }
+
+
+def link(link_id: int, origin: int, origin_slot: int, target: int, target_slot: int, kind: str) -> dict[str, Any]:
+    return {
+        "id": link_id,
+        "origin_id": origin,
+        "origin_slot": origin_slot,
+        "target_id": target,
+        "target_slot": target_slot,
+        "type": kind,
+    }
+
+
+# Subgraph "blur": its input 0 (IMAGE) -> ImageBlur(3) -> output 0; input 1 (INT) -> the blur's radius widget.
+BLUR = subgraph(
+    "blur",
+    [
+        node(
+            3,
+            "ImageBlur",
+            inputs=[slot("image", "IMAGE", 1), slot("blur_radius", "INT", 2, widget="blur_radius")],
+            outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [3]}],
+            widgets=[1, 1.0],
+        )
+    ],
+    [link(1, -10, 0, 3, 0, "IMAGE"), link(2, -10, 1, 3, 1, "INT"), link(3, 3, 0, -20, 0, "IMAGE")],
+    [("image", "IMAGE", [1]), ("blur_radius", "INT", [2])],
+)
+# Subgraph "outer": an instance (7) of "blur" between its input and output, and a straight wire input -> output 1.
+OUTER = {
+    **subgraph(
+        "outer",
+        [
+            node(
+                7,
+                "blur",
+                inputs=[slot("image", "IMAGE", 4), slot("blur_radius", "INT", None, widget="blur_radius")],
+                outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [5]}],
+                widgets=[6],
+            )
+        ],
+        [link(4, -10, 0, 7, 0, "IMAGE"), link(5, 7, 0, -20, 0, "IMAGE"), link(6, -10, 0, -20, 1, "IMAGE")],
+        [("image", "IMAGE", [4, 6])],
+    ),
+    "outputs": [{"name": "IMAGE", "type": "IMAGE"}, {"name": "IMAGE", "type": "IMAGE"}],
+}
+
+
+def nested(mode: int = 0, output_slot: int = 0) -> dict[str, Any]:
+    """EmptyImage(1) -> instance 5 of "outer" -> SaveImage(9), from the instance's output `output_slot`."""
+    instance = node(
+        5,
+        "outer",
+        inputs=[slot("image", "IMAGE", 1)],
+        outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [2]}, {"name": "IMAGE", "type": "IMAGE", "links": []}],
+        mode=mode,
+    )
+    document = image_chain(instance, [[1, 1, 0, 5, 0, "IMAGE"], [2, 5, output_slot, 9, 0, "IMAGE"]])
+    document["definitions"] = {"subgraphs": [OUTER, BLUR]}
+    return document
+
+
+def test_nested_subgraphs_take_nested_ids_and_widget_values_from_their_instance() -> None:
+    graph = ui_to_api(nested(), DEFINITIONS)
+    assert set(graph) == {"1", "9", "5:7:3"}
+    assert graph["9"]["inputs"]["images"] == ["5:7:3", 0]
+    assert graph["5:7:3"]["inputs"] == {"image": ["1", 0], "blur_radius": 6, "sigma": 1.0}
+    assert ui_to_api(nested(output_slot=1), DEFINITIONS)["9"]["inputs"]["images"] == ["1", 0]  # input -> output
+
+
+def test_a_muted_subgraph_is_left_out_and_a_bypassed_one_wired_through() -> None:
+    muted = ui_to_api(nested(mode=2), DEFINITIONS)
+    assert set(muted) == {"1", "9"} and "images" not in muted["9"]["inputs"]
+    bypassed = ui_to_api(nested(mode=4), DEFINITIONS)
+    assert set(bypassed) == {"1", "9"} and bypassed["9"]["inputs"]["images"] == ["1", 0]
+
+
+def test_a_subgraph_that_contains_itself_is_refused() -> None:
+    document = nested()
+    looped = {**BLUR, "nodes": [*BLUR["nodes"], node(4, "blur")]}
+    document["definitions"] = {"subgraphs": [OUTER, looped]}
+    with pytest.raises(ConversionError, match="nested over"):
+        ui_to_api(document, DEFINITIONS)
