@@ -104,6 +104,11 @@ class ComfySettings:
     startup_check_max_tries: int = 120  # STARTUP_CHECK_MAX_TRIES (interval x tries = start-up timeout)
     http_timeout_s: float = 30.0  # COMFYUI_HTTP_TIMEOUT_S: one HTTP call to ComfyUI
     ws_idle_timeout_s: float = 15.0  # COMFYUI_WS_IDLE_TIMEOUT_S: no frame for this long -> check /history
+    # WEBSOCKET_RECONNECT_ATTEMPTS: failed reconnects of the websocket after which the jobs in flight fail (0: never;
+    # they go on through /history meanwhile); WEBSOCKET_RECONNECT_DELAY_S: the longest pause between two attempts
+    ws_reconnect_attempts: int = 0
+    ws_reconnect_delay_s: float = 10.0
+    ws_trace: bool = False  # WEBSOCKET_TRACE: log every frame ComfyUI sends
     outputs_colocated: bool = True  # COMFYUI_OUTPUTS_COLOCATED: read output files from disk instead of /view
     # COMFYUI_INPUTS_COLOCATED: ComfyUI reads INPUT_DIR; when false, staged inputs reach it via POST /upload/image
     inputs_colocated: bool = True
@@ -416,6 +421,9 @@ def _comfy_settings(env: _Env, data_home: Path) -> ComfySettings:
         startup_check_max_tries=env.integer("STARTUP_CHECK_MAX_TRIES", 120, minimum=1),
         http_timeout_s=env.number("COMFYUI_HTTP_TIMEOUT_S", 30.0, minimum=0.1),
         ws_idle_timeout_s=env.number("COMFYUI_WS_IDLE_TIMEOUT_S", 15.0, minimum=0.1),
+        ws_reconnect_attempts=env.integer("WEBSOCKET_RECONNECT_ATTEMPTS", 0),
+        ws_reconnect_delay_s=env.number("WEBSOCKET_RECONNECT_DELAY_S", 10.0, minimum=0.1),
+        ws_trace=env.flag("WEBSOCKET_TRACE", False),
         outputs_colocated=env.flag("COMFYUI_OUTPUTS_COLOCATED", not url),
         inputs_colocated=inputs_colocated,
         keep_outputs=env.flag("KEEP_OUTPUTS", False),
@@ -760,6 +768,13 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("STARTUP_CHECK_MAX_TRIES", "120", "readiness checks before ComfyUI counts as failed"),
     ("COMFYUI_HTTP_TIMEOUT_S", "30", "timeout of one HTTP call to ComfyUI"),
     ("COMFYUI_WS_IDLE_TIMEOUT_S", "15", "websocket silence before /history is asked"),
+    (
+        "WEBSOCKET_RECONNECT_ATTEMPTS",
+        "0 (never give up)",
+        "failed websocket reconnects after which the jobs in flight fail (ComfyUI unavailable)",
+    ),
+    ("WEBSOCKET_RECONNECT_DELAY_S", "10", "the longest pause between two websocket reconnect attempts"),
+    ("WEBSOCKET_TRACE", "false", "log every frame ComfyUI sends on its websocket (at INFO)"),
     ("COMFYUI_OUTPUTS_COLOCATED", "true (launch) / false (attach)", "read outputs from disk instead of /view"),
     (
         "COMFYUI_INPUTS_COLOCATED",

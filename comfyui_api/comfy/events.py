@@ -22,6 +22,7 @@ from comfyui_api.comfy.messages import (
     STREAM_MESSAGES,
     ComfyExited,
     ComfyMessage,
+    ComfyStalled,
     Executed,
     Executing,
     ExecutionCached,
@@ -86,6 +87,7 @@ MAX_FRAME_BYTES = 256 * 1024 * 1024
 # Pause after a drop before reusing the clientId, so ComfyUI's cleanup of the old socket runs first (PROTOCOL §7.1).
 RECONNECT_PAUSE_S = 0.25
 CLOSE_TIMEOUT_S = 2.0
+TRACE_TEXT_CHARS = 2000  # WEBSOCKET_TRACE: a text frame longer than this is cut in the log
 # ComfyUI is a local service: never route it through an environment proxy. websockets < 15 knows no proxies and
 # rejects the argument, so pass it only where it exists.
 _NO_PROXY: dict[str, Any] = {"proxy": None} if "proxy" in inspect.signature(connect.__init__).parameters else {}
@@ -100,6 +102,11 @@ class ComfyEventStream:
     closed, then a short pause, before the new one connects.
 
     Subscribe to a prompt BEFORE queueing it, so its first frames cannot be missed.
+
+    After a drop it reconnects for as long as it runs, pausing up to `max_backoff_s` between attempts; meanwhile
+    subscribers hear StreamDisconnected and ask /history. With `give_up_after` > 0, that many failed attempts in a
+    row publish ComfyStalled once per outage, which fails the jobs in flight (the attempts go on, for later jobs).
+    `trace` logs every frame.
     """
 
     def __init__(
@@ -114,6 +121,8 @@ class ComfyEventStream:
         close_timeout_s: float = CLOSE_TIMEOUT_S,
         max_items: int = DEFAULT_MAX_ITEMS,
         max_preview_bytes: int = DEFAULT_MAX_PREVIEW_BYTES,
+        give_up_after: int = 0,
+        trace: bool = False,
     ):
         separator = "&" if "?" in ws_url else "?"
         self._url = f"{ws_url}{separator}clientId={quote(client_id, safe='')}"
@@ -125,6 +134,8 @@ class ComfyEventStream:
         self._close_timeout_s = close_timeout_s
         self._max_items = max_items
         self._max_preview_bytes = max_preview_bytes
+        self._give_up_after = give_up_after
+        self._trace = trace
         self._by_prompt: dict[str, set[Subscription]] = {}
         self._all: set[Subscription] = set()
         self._ws: ClientConnection | None = None
@@ -266,6 +277,8 @@ class ComfyEventStream:
             except Exception as exc:  # task boundary: this loop must outlive any connect failure
                 failures += 1
                 self._notice_while_down(f"connect failed: {exc!r}")
+                if failures == self._give_up_after and self._connection_count > 0:
+                    self._give_up(failures, exc)
                 if await self._backoff(failures):
                     failures = 0
                 continue
@@ -289,6 +302,11 @@ class ComfyEventStream:
         finally:
             self._wake.clear()
         return True
+
+    def _give_up(self, failures: int, exc: Exception) -> None:
+        reason = f"the websocket could not reconnect in {failures} attempts ({exc!r}; WEBSOCKET_RECONNECT_ATTEMPTS)"
+        logger.error("ComfyUI is unreachable: %s; failing the jobs in flight", reason)
+        self.publish_stream_event(ComfyStalled(self.quiet_s(), reason))
 
     def _notice_while_down(self, reason: str) -> None:
         """While disconnected, remind subscribers every idle_timeout_s so they keep checking /history."""
@@ -348,6 +366,8 @@ class ComfyEventStream:
 
     def _handle_frame(self, frame: str | bytes) -> None:
         self._last_frame_s = asyncio.get_running_loop().time()
+        if self._trace:
+            _trace(frame)
         if isinstance(frame, bytes):
             preview = parse_binary_frame(frame)
             if preview is None:
@@ -373,6 +393,16 @@ class ComfyEventStream:
             self._executing_node = message.node
         elif message.is_terminal and message_prompt_id(message) == self._executing_prompt_id:
             self._executing_prompt_id = self._executing_node = None
+
+
+def _trace(frame: str | bytes) -> None:
+    """WEBSOCKET_TRACE: one log line per frame (text up to 2000 characters; binary as its type and size)."""
+    if isinstance(frame, bytes):
+        kind = int.from_bytes(frame[:4], "big") if len(frame) >= 4 else None
+        logger.info("ComfyUI websocket frame: binary, type %s, %d bytes", kind, len(frame))
+    else:
+        shown = frame if len(frame) <= TRACE_TEXT_CHARS else f"{frame[:TRACE_TEXT_CHARS]}... ({len(frame)} chars)"
+        logger.info("ComfyUI websocket frame: %s", shown)
 
 
 def _close_reason(exc: ConnectionClosed) -> str:

@@ -55,7 +55,14 @@ class ComfyInstance:
         self.settings = settings
         self._client = ComfyClient(settings.base_url, timeout_s=settings.http_timeout_s, transport=transport)
         self._client_id = uuid.uuid4().hex
-        self._events = ComfyEventStream(self.ws_url, self._client_id, idle_timeout_s=settings.ws_idle_timeout_s)
+        self._events = ComfyEventStream(
+            self.ws_url,
+            self._client_id,
+            idle_timeout_s=settings.ws_idle_timeout_s,
+            max_backoff_s=settings.ws_reconnect_delay_s,
+            give_up_after=settings.ws_reconnect_attempts,
+            trace=settings.ws_trace,
+        )
         self._process: ComfyProcess | None = None
         self._phase: Phase = "starting"
         self._ready = asyncio.Event()

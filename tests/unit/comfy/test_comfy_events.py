@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import struct
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,6 +18,7 @@ from comfyui_api.comfy.events import (
     ComfyEventStream,
     ComfyExited,
     ComfyMessage,
+    ComfyStalled,
     Executing,
     Preview,
     StatusMessage,
@@ -236,6 +239,65 @@ async def test_dead_socket_is_detected_by_ping_and_replaced(comfy_ws: FakeComfyW
         assert "no pong" in dropped.reason
         await comfy_ws.next_socket()
         assert await sub.get(WAIT_S) == StreamReconnected()
+    finally:
+        await stream.stop()
+
+
+async def test_reconnect_attempts_give_up_once_per_outage_and_go_on_trying(comfy_ws: FakeComfyWs) -> None:
+    stream = make_stream(comfy_ws.url, idle_timeout_s=0.05, max_backoff_s=0.05, give_up_after=3)
+    await stream.start()
+    sub = stream.subscribe("p1")
+    try:
+        first = await comfy_ws.next_socket()
+        assert comfy_ws.server is not None
+        comfy_ws.server.close()  # ComfyUI is gone: nothing listens any more
+        await first.close()
+        seen = await drain_until(sub, lambda message: isinstance(message, ComfyStalled))
+        assert any(isinstance(message, StreamDisconnected) for message in seen[:-1])
+        assert "3 attempts" in seen[-1].reason and "WEBSOCKET_RECONNECT_ATTEMPTS" in seen[-1].reason
+        later: list[ComfyMessage] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.6):
+                while True:
+                    later.append(await sub.get(WAIT_S))
+        assert later and not any(isinstance(message, ComfyStalled) for message in later)  # once; still trying
+        assert not stream.connected
+    finally:
+        await stream.stop()
+
+
+async def test_no_give_up_before_the_first_connection_nor_by_default() -> None:
+    for give_up_after in (0, 1):
+        stream = make_stream(
+            "ws://127.0.0.1:9/ws", idle_timeout_s=0.05, max_backoff_s=0.05, give_up_after=give_up_after
+        )
+        await stream.start()  # never connected: ComfyUI may still be starting
+        sub = stream.subscribe("p1")
+        try:
+            seen: list[ComfyMessage] = []
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.6):
+                    while True:
+                        seen.append(await sub.get(WAIT_S))
+            assert len(seen) >= 2 and all(type(message) is StreamDisconnected for message in seen)
+        finally:
+            await stream.stop()
+
+
+async def test_trace_logs_every_frame(comfy_ws: FakeComfyWs, caplog: pytest.LogCaptureFixture) -> None:
+    stream = make_stream(comfy_ws.url, trace=True)
+    await stream.start()
+    sub = stream.subscribe("p1")
+    try:
+        ws = await comfy_ws.next_socket()
+        with caplog.at_level(logging.INFO, logger="comfyui_api.comfy.events"):
+            await ws.send(json.dumps({"type": "executing", "data": {"node": "4", "prompt_id": "p1"}}))
+            await ws.send(struct.pack(">II", 1, 2) + b"image")
+            await ws.send(json.dumps({"type": "executing", "data": {"node": None, "prompt_id": "p1"}}))
+            await drain_until(sub, lambda message: message == Executing("p1", None))
+        traced = [record.getMessage() for record in caplog.records if "websocket frame" in record.getMessage()]
+        assert traced[0] == 'ComfyUI websocket frame: {"type": "executing", "data": {"node": "4", "prompt_id": "p1"}}'
+        assert traced[1] == "ComfyUI websocket frame: binary, type 1, 13 bytes" and len(traced) == 3
     finally:
         await stream.stop()
 
