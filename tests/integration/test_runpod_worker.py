@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.server import REPO_ROOT, ServerProcess, free_port, image_graph, make_server
+from tests.integration.server import REPO_ROOT, ServerProcess, decode_image, free_port, image_graph, make_server
 from tests.servers.object_stores import S3Server, moto_s3
 from tests.servers.webhook_receiver import WebhookReceiver
 
@@ -166,3 +166,14 @@ def test_the_sdks_local_test_api_runs_a_job_with_run_and_status(local_api: tuple
     assert status["status"] == "COMPLETED", status
     assert [image["type"] for image in status["output"]["images"]] == ["base64"]
     assert status["output"]["outputs"][0]["kind"] == "image"
+
+
+async def test_the_images_test_input_runs_with_no_model(tmp_path: Path, runpod_stand_in: WebhookReceiver) -> None:
+    """docker/runpod/test_input.json, the job the worker image runs in the SDK's local mode: a red image sent as a
+    data URI comes back inverted, as base64."""
+    shipped = json.loads((REPO_ROOT / "docker" / "runpod" / "test_input.json").read_text())
+    code, log = await asyncio.to_thread(run_test_input, tmp_path, worker_env(runpod_stand_in), shipped["input"])
+    assert code == 0, log[-3000:]
+    images = job_result(log)["output"]["images"]
+    assert [image["type"] for image in images] == ["base64"]
+    assert decode_image(images[0]["data"]).getpixel((0, 0)) == (0, 255, 255)
