@@ -6,8 +6,9 @@
 
 Prints p50/p95 latency of a tiny workflow for both and their ratios, throughput with 16 requests in flight, a
 2048x2048 noise PNG returned as base64 (time ratio and the server's peak RSS growth against the payload size), one
-job's event stream read by 50 subscribers, the direct client itself pointed at the /comfyui door, the attach and
-SQLite variants, and, with the simulator and a RabbitMQ at --amqp-url, 3 AMQP workers' task throughput against 1
+job's event stream read by 50 subscribers, the direct client itself pointed at the /comfyui door, a RunPod job
+through /v2/.../runsync and through the worker's handler (the runpod SDK's local test API), the attach and SQLite
+variants, and, with the simulator and a RabbitMQ at --amqp-url, 3 AMQP workers' task throughput against 1
 worker's.
 """
 
@@ -98,6 +99,24 @@ class ApiClient:
         await self._http.aclose()
 
 
+class RunpodClient:
+    """A RunPod client's runsync call: `POST <base>/runsync {"input": {"workflow": ...}}`, outputs as base64."""
+
+    def __init__(self, base_url: str):
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=300.0)
+
+    async def run(self, graph: dict[str, Any]) -> list[str]:
+        response = await self._http.post("/runsync", json={"input": {"workflow": graph, "return_base64": True}})
+        response.raise_for_status()
+        answer = response.json()
+        if answer.get("status") != "COMPLETED":
+            raise RuntimeError(f"runsync answered {answer}")
+        return [image["data"] for image in answer["output"]["images"]]
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
 class RssSampler:
     """Samples a process's RSS in a thread; `peak_growth_bytes` is the peak over the baseline taken at start."""
 
@@ -134,7 +153,9 @@ async def timed(call: Callable[[], Awaitable[Any]]) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
-async def latency(direct: DirectComfyClient, api: ApiClient | DirectComfyClient, n: int) -> dict[str, list[float]]:
+async def latency(
+    direct: DirectComfyClient, api: ApiClient | DirectComfyClient | RunpodClient, n: int
+) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {"direct": [], "api": []}
     for i in range(n):
         # Alternate who goes first so drift and cache warmth hit both sides alike.
@@ -385,6 +406,45 @@ async def report_comfy_door(direct: DirectComfyClient, api_url: str, n: int) -> 
         await door.aclose()
 
 
+def start_runpod_worker(comfy_url: str, extra_env: dict[str, str], work: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """`comfyui-api runpod` serving the runpod SDK's local test API; RunPod's own URLs lead nowhere (loopback)."""
+    port = free_port()
+    env = {**os.environ, **extra_env, "COMFYUI_URL": comfy_url, "LOG_LEVEL": "WARNING"}
+    env |= {
+        "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",
+        "RUNPOD_WEBHOOK_GET_JOB": "http://127.0.0.1:9/job-take/$ID",
+        "RUNPOD_WEBHOOK_POST_OUTPUT": "http://127.0.0.1:9/job-done/$ID",
+    }
+    argv = [sys.executable, "-m", "comfyui_api", "runpod", "--rp_serve_api", "--rp_api_host", "127.0.0.1"]
+    log = (work / "runpod-worker.log").open("wb")
+    process = subprocess.Popen([*argv, "--rp_api_port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/", process, START_TIMEOUT_S)  # the SDK serves its docs at / once the handler is up
+    return url, process
+
+
+async def report_runpod(
+    direct: DirectComfyClient, api_url: str, comfy_url: str, extra_env: dict[str, str], work: Path, n: int
+) -> None:
+    """A RunPod job both ways: through this server's /v2/{endpoint}/runsync, and through the worker's handler
+    behind the SDK's local test API."""
+    worker_url, worker = start_runpod_worker(comfy_url, extra_env, work)
+    try:
+        for label, base in (("/v2/{endpoint}/runsync on the server", f"{api_url}/v2/bench"),
+                            ("the RunPod worker's handler (SDK local test API, /runsync)", worker_url)):  # fmt: skip
+            client = RunpodClient(base)
+            try:
+                print(f"\n--- {label} ---")
+                await latency(direct, client, 10)
+                report_latency(await latency(direct, client, n), p50_target=1.05)
+            finally:
+                await client.aclose()
+    finally:
+        worker.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.wait(timeout=20)
+
+
 async def main_async(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="comfyui-api-bench-") as tmp:
         work = Path(tmp)
@@ -411,6 +471,7 @@ async def main_async(args: argparse.Namespace) -> None:
             await big_output(direct, api, comfy_url, api_process.pid, args.big_runs)
             await report_fan_out(api_url, args.checkpoint)
             await report_comfy_door(direct, api_url, args.n)
+            await report_runpod(direct, api_url, comfy_url, extra_env, work, args.n)
             for label, env, targets in _variants(args, extra_env, work):
                 variant_url, variant_process = start_api(comfy_url, env, work, label.split()[0])
                 processes.append(variant_process)

@@ -98,7 +98,9 @@ class RunpodHandler:
     async def _follow_progress(self, service: JobService, job_id: str, job: Mapping[str, Any]) -> None:
         if self._progress is None:
             return
-        sent_at = 0.0
+        # The first update after a second too: RunPod shows only the latest, and an update about a job shorter
+        # than that arrives after its result (each costs the SDK a thread and an HTTP call).
+        sent_at = time.monotonic()
         last: tuple[float, str | None] | None = None
         record = service.get(job_id)
         async for item in service.subscribe(job_id):

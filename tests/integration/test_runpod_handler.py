@@ -19,7 +19,7 @@ from comfyui_api.jobs.model import JobStatus
 from comfyui_api.runpod.runtime_thread import RuntimeThread
 from comfyui_api.runpod.worker import RunpodHandler, wait_ready
 from comfyui_api.settings import Settings, load_settings
-from tests.integration.server import load_image_graph, make_server, png_bytes, sampler_graph
+from tests.integration.server import image_graph, load_image_graph, make_server, png_bytes, sampler_graph
 
 pytestmark = pytest.mark.simulator_only
 
@@ -133,6 +133,12 @@ async def test_progress_is_reported_about_once_a_second(handler: RunpodHandler, 
     percents = [update["percent"] for job_id, update in progress.updates if job_id == "progress"]
     assert 1 <= len(percents) <= 4, percents
     assert percents == sorted(percents) and all(0 <= p <= 100 for p in percents)
+
+
+async def test_a_job_shorter_than_a_second_sends_no_progress(handler: RunpodHandler, progress: Progress) -> None:
+    body = await handler({"id": "quick", "input": {"workflow": image_graph()}})
+    assert len(body["images"]) == 1
+    assert [update for job_id, update in progress.updates if job_id == "quick"] == []
 
 
 async def test_cancelling_the_handler_cancels_the_job(handler: RunpodHandler, runtime: RuntimeThread) -> None:
