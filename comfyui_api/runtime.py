@@ -45,6 +45,7 @@ from comfyui_api.startup import StartupSequence
 from comfyui_api.storage.base import StorageEvent
 from comfyui_api.storage.outbound import Endpoint, OutboundGuard
 from comfyui_api.storage.registry import StorageRegistry
+from comfyui_api.telemetry import job_tracer
 from comfyui_api.workflows.ui_conversion import UiWorkflows
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,8 @@ class Runtime:
             delivery=delivery,
             models=self.models.resolver,
         )
-        self.jobs = JobService(self.runner, store, url_check=self._check_url)
+        tracer, self._otel = job_tracer(settings.tracing)
+        self.jobs = JobService(self.runner, store, url_check=self._check_url, tracer=tracer)
         self._webhook_delivery = WebhookDelivery(settings.webhooks, http_client_factory=self._webhook_client)
         self.webhooks = JobWebhooks(self._webhook_delivery, on_change=store.save)
         self.jobs.add_listener(self.webhooks)
@@ -293,6 +295,8 @@ class Runtime:
         await self._webhook_delivery.aclose(_DELIVERY_CLOSE_S)
         await self._feed.aclose()
         await self.system_events.aclose(_SYSTEM_EVENTS_CLOSE_S)
+        if self._otel is not None:  # after the webhooks: their `deliver` spans go out too
+            await asyncio.to_thread(self._otel.shutdown)
         await self.instance.stop(_COMFY_STOP_GRACE_S)
         self.jobs.store.close()
         await self._http.aclose()

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from dotenv import dotenv_values
 
@@ -241,6 +241,16 @@ class AmqpSettings:
 
 
 @dataclass(frozen=True)
+class TracingSettings:
+    """OpenTelemetry traces of jobs (the `otel` extra), exported over OTLP/HTTP; off without an endpoint."""
+
+    otlp_endpoint: str | None = None  # OTEL_EXPORTER_OTLP_ENDPOINT: the collector's base URL (traces go to /v1/traces)
+    # OTEL_EXPORTER_OTLP_HEADERS: `key=value,key2=value2`, sent with each export (e.g. an ingest key)
+    otlp_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    service_name: str = "comfyui-api"  # OTEL_SERVICE_NAME
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     comfy: ComfySettings = field(default_factory=ComfySettings)
@@ -252,6 +262,7 @@ class Settings:
     workflows: WorkflowSettings = field(default_factory=WorkflowSettings)
     runpod: RunpodSettings = field(default_factory=RunpodSettings)
     amqp: AmqpSettings = field(default_factory=AmqpSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     env_file: Path | None = None  # the .env file read beside the environment (see `with_env_file`), if any
 
 
@@ -720,6 +731,22 @@ def with_env_file(environ: Mapping[str, str], directory: Path) -> tuple[dict[str
     return {**from_file, **environ}, path
 
 
+def _tracing_settings(env: _Env) -> TracingSettings:
+    headers: list[tuple[str, str]] = []
+    for item in env.text("OTEL_EXPORTER_OTLP_HEADERS", "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError("OTEL_EXPORTER_OTLP_HEADERS must be key=value pairs separated by commas")
+        headers.append((key.strip(), unquote(value.strip())))
+    return TracingSettings(
+        otlp_endpoint=env.url("OTEL_EXPORTER_OTLP_ENDPOINT", None),
+        otlp_headers=tuple(headers),
+        service_name=env.text("OTEL_SERVICE_NAME", "comfyui-api"),
+    )
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings tree from an environment mapping (default: os.environ)."""
     env = _Env(os.environ if environ is None else environ)
@@ -736,6 +763,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         workflows=WorkflowSettings(workflow_dir=env.path("WORKFLOW_DIR", None)),
         runpod=_runpod_settings(env),
         amqp=_amqp_settings(env),
+        tracing=_tracing_settings(env),
     )
     if settings.warmup.prompt_file and settings.warmup.prompt_url:
         raise SettingsError("set only one of WARMUP_PROMPT_FILE and WARMUP_PROMPT_URL")
@@ -794,6 +822,13 @@ VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("DEBUG", "false", "true: LOG_LEVEL defaults to DEBUG"),
     ("RUNPOD_DEBUG", "false", "the same as DEBUG (worker-comfyui's name)"),
     ("LOG_FORMAT", "text", "text, or json: one object a line with time, level, logger, message, job_id"),
+    (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "",
+        "an OTLP/HTTP collector's base URL: a trace a job (needs the otel extra); off when unset",
+    ),
+    ("OTEL_EXPORTER_OTLP_HEADERS", "", "key=value,... sent with each trace export"),
+    ("OTEL_SERVICE_NAME", "comfyui-api", "service.name on the traces"),
     ("SSE_HEARTBEAT_S", "15", "keep-alive interval of event streams"),
     ("API_KEYS", "", "comma-separated keys; when set (or API_KEYS_FILE), every route but /health and /ready needs one"),
     ("API_KEYS_FILE", "", "a file of keys, one a line, read again on SIGHUP"),

@@ -61,6 +61,7 @@ class JobWebhooks:
     async def _send(self, record: JobRecord) -> None:
         state = record.webhook
         assert state is not None
+        stage = record.trace.stage("deliver")
         try:
             outcomes = await self._deliveries(record)
         except Exception as exc:  # task boundary: a delivery bug is recorded, never raised into the service
@@ -72,6 +73,7 @@ class JobWebhooks:
         failed = [outcome for outcome in outcomes if not outcome.delivered]
         state.state = "failed" if failed else "delivered"
         state.last_error = failed[-1].error if failed else None
+        stage.end(ComfyApiError(f"webhook not delivered: {state.last_error}") if failed else None)
         self._on_change(record)
 
     async def _deliveries(self, record: JobRecord) -> list[DeliveryOutcome]:

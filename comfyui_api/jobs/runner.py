@@ -38,6 +38,7 @@ from comfyui_api.jobs.output_delivery import DeliveredOutputs, OutputDelivery, r
 from comfyui_api.jobs.outputs import OutputCollector, discard
 from comfyui_api.jobs.registry import JobEntry, JobRegistry
 from comfyui_api.jobs.staging import InputStager
+from comfyui_api.jobs.tracing import NO_TRACE, JobTrace, Stages
 from comfyui_api.jobs.tracking import PromptOutcome, PromptWatch
 from comfyui_api.logs import current_job
 from comfyui_api.settings import Settings
@@ -184,18 +185,24 @@ class JobRunner:
         raise failed.result()
 
     def start(
-        self, request: JobRequest, sink: EventSink, *, report_queue_position: bool = False
+        self,
+        request: JobRequest,
+        sink: EventSink,
+        *,
+        report_queue_position: bool = False,
+        trace: JobTrace = NO_TRACE,
     ) -> asyncio.Task[JobResult]:
         """Admit the job and start it in a task of its own; the job stays registered until that task ends.
 
         Refusals (ComfyUI not ready, queue full, id already live) are raised here, before anything runs. The task's
         result is `run`'s; cancelling it without `request_cancel` withdraws the job without a JobFailed event.
         `report_queue_position` emits JobQueued with ComfyUI's queue position, at the cost of a GET /queue (whose
-        answer holds every queued graph): only for callers that show it."""
+        answer holds every queued graph): only for callers that show it. `trace` hears of each stage."""
         if not self._instance.is_ready:
             raise ComfyUnavailable(f"ComfyUI is not ready (phase: {self._instance.phase})")
         entry = self._registry.admit(request.id)
         entry.reports_queue_position = report_queue_position
+        entry.trace = trace
         task = asyncio.create_task(self._run_guarded(request, sink, entry), name=f"job:{request.id}")
         entry.task = task
         task.add_done_callback(lambda _: self._registry.remove(request.id))
@@ -261,27 +268,42 @@ class JobRunner:
         sink(JobFailed(entry.id, error))
 
     async def _run_stages(self, request: JobRequest, sink: EventSink, entry: JobEntry) -> JobResult:
+        with Stages(entry.trace) as stages:
+            return await self._run_staged(request, sink, entry, stages)
+
+    async def _run_staged(self, request: JobRequest, sink: EventSink, entry: JobEntry, stages: Stages) -> JobResult:
         clock = _Clock(received_ms=_now_ms())
         entry.status = JobStatus.STAGING
+        stages.enter("stage_inputs")
         graph = await self._prepare(request)
         entry.prefixes = tuple(prefix for _, prefix in comfy_graph.filename_prefixes(graph))
         clock.staged_ms = _now_ms()
         prompt_id = self._registry.new_prompt(entry)
+        entry.trace.annotate("comfyui.prompt_id", prompt_id)
+
+        def started() -> None:
+            if entry.status is not JobStatus.RUNNING:
+                entry.mark_running()
+                stages.enter("execute")
+
         with self._instance.events.subscribe(prompt_id) as subscription:
             clock.queued_ms = _now_ms()
+            stages.enter("queue")
             try:
                 await self._submit(entry, graph, sink, request.extra_data)
             except WorkflowRejected:
                 await self._discard_partial_run(entry, graph, subscription)
                 raise
-            watch = self._watch(entry, graph, subscription, sink, on_started=entry.mark_running)
+            watch = self._watch(entry, graph, subscription, sink, on_started=started)
             outcome = await watch.wait()
         clock.finished_ms = _now_ms()
+        stages.enter("collect")
         outputs, texts = await self._collector.collect(request.id, outcome.outputs, keep=request.keep_outputs)
         delivered = DeliveredOutputs(outputs, None)
         if self._delivery is not None:
             if request.upload is not None:
                 entry.status = JobStatus.UPLOADING
+                stages.enter("upload")
             delivered = await self._delivery.deliver(request, outputs)
         outputs = delivered.outputs
         for output in outputs:

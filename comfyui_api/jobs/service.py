@@ -18,6 +18,7 @@ from comfyui_api.jobs.model import JobFailed, JobRequest, JobResult
 from comfyui_api.jobs.registry import JobRegistry
 from comfyui_api.jobs.runner import JobRunner
 from comfyui_api.jobs.store import STATES, JobRecord, MemoryJobStore
+from comfyui_api.jobs.tracing import NO_TRACER, JobTracer
 from comfyui_api.storage.registry import UPLOAD_REQUEST_KEYS
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,18 @@ def request_urls(request: JobRequest) -> list[tuple[str, str]]:
 
 
 class JobService:
-    def __init__(self, runner: JobRunner, store: MemoryJobStore, *, url_check: UrlCheck | None = None):
+    def __init__(
+        self,
+        runner: JobRunner,
+        store: MemoryJobStore,
+        *,
+        url_check: UrlCheck | None = None,
+        tracer: JobTracer = NO_TRACER,
+    ):
         self._runner = runner
         self._store = store
         self._url_check = url_check
+        self._tracer = tracer
         self._listeners: list[JobListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -85,7 +94,13 @@ class JobService:
             for url, field in request_urls(request):
                 await self._url_check(url, field)
         record = JobRecord(request)
-        task = self._runner.start(request, record.apply, report_queue_position=report_queue_position)
+        trace = self._tracer.start_job(request)
+        try:
+            task = self._runner.start(request, record.apply, report_queue_position=report_queue_position, trace=trace)
+        except ComfyApiError as exc:
+            trace.end("refused", exc)
+            raise
+        record.trace = trace
         task.add_done_callback(_retrieve_outcome)  # the record holds the outcome; asyncio need not report it
         self._store.put(record)
         follower = asyncio.create_task(self._follow(record, task), name=f"job-record:{request.id}")
@@ -177,6 +192,7 @@ class JobService:
             # The runner was cancelled without a reason (e.g. at shutdown): the record still needs its end.
             error = _task_error(task) or JobCancelled(f"job {record.id} was cancelled")
             record.apply(JobFailed(record.id, error))
+        record.trace.end(record.status, record.error)
         for listener in self._listeners:  # first: a listener holds the record's files while it reads them
             try:
                 listener.job_ended(record)

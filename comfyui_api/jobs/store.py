@@ -29,6 +29,7 @@ from comfyui_api.jobs.model import (
     ProgressUpdated,
 )
 from comfyui_api.jobs.outputs import discard
+from comfyui_api.jobs.tracing import NO_TRACE, JobTrace
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class JobRecord:
     error: ComfyApiError | None = None
     webhook: WebhookState | None = None
     files_released: bool = False  # the output files were removed (the bound on kept output bytes)
+    trace: JobTrace = field(default=NO_TRACE, repr=False, compare=False)  # its tracer's view (jobs/tracing.py)
     events: JobEventLog = field(init=False)
     _done: asyncio.Event = field(init=False, repr=False)
     _holds: int = field(default=0, init=False, repr=False)

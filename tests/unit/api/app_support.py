@@ -13,6 +13,7 @@ from comfyui_api.comfy.features import ComfyFeatures
 from comfyui_api.errors import ComfyApiError, JobNotFound
 from comfyui_api.jobs.model import EventSink, JobCompleted, JobFailed, JobRequest, JobResult, Stats
 from comfyui_api.jobs.registry import JobRegistry
+from comfyui_api.jobs.tracing import NO_TRACE, JobTrace
 
 GRAPH = {"9": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}}
 
@@ -25,7 +26,9 @@ class FakeRunner:
     requests: list[JobRequest] = field(default_factory=list)
     registry: JobRegistry = field(default_factory=lambda: JobRegistry(max_depth=3))
 
-    def start(self, request: JobRequest, sink: EventSink, *, report_queue_position: bool = False) -> asyncio.Task:
+    def start(
+        self, request: JobRequest, sink: EventSink, *, report_queue_position: bool = False, trace: JobTrace = NO_TRACE
+    ) -> asyncio.Task:
         self.requests.append(request)
         self.registry.admit(request.id)
         task = asyncio.create_task(self._run(request, sink))
