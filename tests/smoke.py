@@ -4,10 +4,13 @@ empty working directory, `/docs`, `/docs/redoc` and their assets, one `POST /pro
 ending it with exit code 0.
 
     python -m tests.smoke dist/comfyui-api                   # any command line that runs comfyui-api
+    python -m tests.smoke --expect-traces dist/comfyui-api   # ... and the job's trace reaches an OTLP receiver
     python -m tests.smoke --url http://127.0.0.1:3000        # the HTTP part only, against a server already started
 
-Prints what it checked and how long the server took from process start to `/ready`; exits non-zero on the first
-check that fails.
+With `--url` the server may front a real ComfyUI (the graph needs no model). `--expect-traces` (for an install
+with the `otel` extra) points OTEL_EXPORTER_OTLP_ENDPOINT at a loopback receiver and requires a trace export by the
+time the server has stopped. Prints what it checked and how long the server took from process start to `/ready`;
+exits non-zero on the first check that fails.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -64,12 +69,15 @@ def _check(condition: bool, what: str) -> None:
         raise SmokeFailed(what)
 
 
-def check_http(url: str, *, version: str | None = None) -> int:
-    """The HTTP part: /health says the simulator stands in (and the version), one job produces a PNG. Returns its
-    size in bytes."""
+def check_http(url: str, *, version: str | None = None, simulator: bool = True) -> int:
+    """The HTTP part: /health answers (saying the simulator stands in, when `simulator`; and the version), the docs
+    pages and their assets are served, one job produces a PNG. Returns its size in bytes."""
     with httpx.Client(base_url=url, timeout=120) as http:
         health = http.get("/health").json()
-        _check(health.get("comfyui") == "simulator", f"/health does not say the simulator stands in: {health}")
+        if simulator:
+            _check(health.get("comfyui") == "simulator", f"/health does not say the simulator stands in: {health}")
+        else:
+            _check(health.get("status") == "healthy", f"/health: {health}")
         ready = http.get("/ready").json()
         if version is not None:
             for route, body in (("/health", health), ("/ready", ready)):
@@ -96,8 +104,43 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], started: float) -> f
     raise SmokeFailed(f"/ready did not answer 200 within {READY_TIMEOUT_S:.0f} s")
 
 
-def smoke(command: Sequence[str], *, env: dict[str, str] | None = None) -> SmokeReport:
+class _TraceExports(BaseHTTPRequestHandler):
+    received: list[int]  # body sizes of the POSTs to /v1/traces
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.path == "/v1/traces" and self.headers.get("content-type") == "application/x-protobuf":
+            self.received.append(len(body))
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def otlp_receiver() -> Iterator[tuple[str, list[int]]]:
+    """A loopback OTLP/HTTP endpoint that answers 200 and notes each trace export: (its base URL, body sizes)."""
+    received: list[int] = []
+    handler = type("Handler", (_TraceExports,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def smoke(command: Sequence[str], *, env: dict[str, str] | None = None, expect_traces: bool = False) -> SmokeReport:
     """Runs every check against `command` (the argv prefix that runs comfyui-api)."""
+    if expect_traces:
+        with otlp_receiver() as (endpoint, exports):
+            report = smoke(command, env={**(env or {}), "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+        _check(bool(exports) and all(exports), f"no trace export reached the OTLP receiver ({exports})")
+        return report
     program = Path(command[0])
     if program.exists():  # a path: it must still work from the server's own working directory
         command = [str(program.resolve()), *command[1:]]
@@ -150,21 +193,23 @@ def smoke(command: Sequence[str], *, env: dict[str, str] | None = None) -> Smoke
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="check a server that is already running (the HTTP part only)")
+    parser.add_argument("--expect-traces", action="store_true", help="the install has the otel extra: check a trace")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command line that runs comfyui-api")
     args = parser.parse_args(argv)
     try:
         if args.url:
-            print(f"ok: {args.url} made a {check_http(args.url.rstrip('/'))}-byte PNG")
+            print(f"ok: {args.url} made a {check_http(args.url.rstrip('/'), simulator=False)}-byte PNG")
             return 0
         if not args.command:
             parser.error("give the command that runs comfyui-api, or --url")
-        report = smoke(args.command)
+        report = smoke(args.command, expect_traces=args.expect_traces)
     except SmokeFailed as exc:
         print(f"smoke test FAILED: {exc}", file=sys.stderr)
         return 1
     print(
         f"ok: comfyui-api {report.version}: --version, --help, ready {report.ready_s:.1f} s after start, "
         f"POST /prompt made a {report.png_bytes}-byte PNG, SIGTERM exit {report.exit_code}"
+        + (", its trace exported over OTLP" if args.expect_traces else "")
     )
     return 0
 
