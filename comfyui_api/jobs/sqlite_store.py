@@ -182,7 +182,7 @@ class SqliteJobStore(MemoryJobStore):
             data = json.loads(body)
             reason = f"the server stopped while job {data['request']['id']} was {data['status']}; it was not finished"
             record, interrupted = record_from(data, died_reason=reason)
-            self._records[record.id] = record
+            self._restore(record)
             if interrupted:
                 log.warning("job %s: %s", record.id, reason)
                 self.save(record)

@@ -174,14 +174,20 @@ class StoreLimits:
 
 
 class MemoryJobStore:
-    """Records in insertion order (oldest first). Live jobs are never evicted; finished ones go oldest first when
-    there are more than `max_records` or they are older than `record_ttl_s`, and their files go (oldest first) when
-    the finished jobs' files exceed `max_output_bytes`."""
+    """Records in insertion order (oldest first). Live jobs are never evicted; finished ones go oldest first (in the
+    order they ended) when there are more than `max_records` or they are older than `record_ttl_s`, and their files
+    go (oldest first) when the finished jobs' files exceed `max_output_bytes`.
+
+    Eviction costs what it removes, not what the store holds: finished records are kept in the order they ended,
+    with a running total of the bytes their files take (recounted in full only when it passes the bound)."""
 
     def __init__(self, limits: StoreLimits = StoreLimits(), *, clock: Callable[[], float] = time.time):
         self._limits = limits
         self._clock = clock
         self._records: OrderedDict[str, JobRecord] = OrderedDict()
+        self._finished: OrderedDict[str, JobRecord] = OrderedDict()  # in the order they ended
+        self._file_bytes: OrderedDict[str, int] = OrderedDict()  # finished records that keep files: their bytes
+        self._kept_bytes = 0  # the sum of _file_bytes
         # Records that need their webhook (re)sent once the server runs: filled by journaling stores at open.
         self.recovered: list[JobRecord] = []
 
@@ -189,8 +195,11 @@ class MemoryJobStore:
         """Add a new job's record. A finished record with the same id (a resubmission) is replaced and let go."""
         old = self._records.pop(record.id, None)
         if old is not None:
+            self._forget(old.id)
             old.release_files()
         self._records[record.id] = record
+        if record.is_terminal:
+            self._note_finished(record)
         self.evict()
 
     def get(self, job_id: str) -> JobRecord:
@@ -210,22 +219,25 @@ class MemoryJobStore:
 
     def ended(self, record: JobRecord) -> None:
         """A job ended (and its listeners were told): local copies of uploaded outputs go, the other files now count
-        against the bound."""
+        against the bound, and the record can be evicted (every job's end must be reported here)."""
         record.release_uploaded()
+        if self._records.get(record.id) is record:
+            self._note_finished(record)
         self.evict()
 
     def evict(self) -> None:
         self._evict_expired()
-        finished = [r for r in self._records.values() if r.is_terminal]
         excess = len(self._records) - self._limits.max_records
-        for record in finished[: max(0, excess)]:
-            self._drop(record, "the store holds its maximum number of records")
-        kept = [r for r in self._records.values() if r.is_terminal and r.output_bytes]
-        total = sum(r.output_bytes for r in kept)
-        for record in kept:
-            if total <= self._limits.max_output_bytes:
-                break
-            total -= record.output_bytes
+        while excess > 0 and self._finished:
+            self._drop(next(iter(self._finished.values())), "the store holds its maximum number of records")
+            excess -= 1
+        if self._kept_bytes <= self._limits.max_output_bytes:
+            return
+        self._recount_files()  # files may have gone since they were counted (a held record let go of them)
+        while self._kept_bytes > self._limits.max_output_bytes and self._file_bytes:
+            job_id, size = self._file_bytes.popitem(last=False)
+            self._kept_bytes -= size
+            record = self._finished[job_id]
             record.release_files()
             self.save(record)  # the record stays, without its files
             log.info("job %s: output files removed (kept outputs exceed the size bound)", record.id)
@@ -234,13 +246,41 @@ class MemoryJobStore:
         """Note a change of a record made outside its events (its webhook state, its files let go). Nothing to do in
         memory; a journaling store writes it."""
 
+    def _restore(self, record: JobRecord) -> None:
+        """Put back a record as a journal kept it (a journaling store, as it opens)."""
+        self._records[record.id] = record
+        if record.is_terminal:
+            self._note_finished(record)
+
+    def _note_finished(self, record: JobRecord) -> None:
+        self._finished[record.id] = record
+        self._finished.move_to_end(record.id)
+        self._kept_bytes -= self._file_bytes.pop(record.id, 0)
+        if size := record.output_bytes:
+            self._file_bytes[record.id] = size
+            self._kept_bytes += size
+
+    def _recount_files(self) -> None:
+        self._file_bytes = OrderedDict(
+            (job_id, size) for job_id, record in self._finished.items() if (size := record.output_bytes)
+        )
+        self._kept_bytes = sum(self._file_bytes.values())
+
+    def _forget(self, job_id: str) -> None:
+        self._finished.pop(job_id, None)
+        self._kept_bytes -= self._file_bytes.pop(job_id, 0)
+
     def _evict_expired(self) -> None:
         deadline = self._clock() - self._limits.record_ttl_s
-        for record in [r for r in self._records.values() if r.finished_at is not None and r.finished_at < deadline]:
-            self._drop(record, "its record expired")
+        while self._finished:
+            oldest = next(iter(self._finished.values()))
+            if oldest.finished_at is None or oldest.finished_at >= deadline:
+                return
+            self._drop(oldest, "its record expired")
 
     def _drop(self, record: JobRecord, why: str) -> None:
         self._records.pop(record.id, None)
+        self._forget(record.id)
         record.release_files()
         log.debug("job %s: record dropped (%s)", record.id, why)
 

@@ -94,6 +94,8 @@ def test_eviction_by_age(tmp_path: Path) -> None:
         store.put(rec)
     old_path = finish(old, tmp_path, when=clock.now - 61)
     finish(new, tmp_path, when=clock.now)
+    for rec in (old, new):
+        store.ended(rec)  # as the job service does once a job's listeners were told
     with pytest.raises(JobNotFound):
         store.get("old")
     assert store.get("new") is new and not old_path.exists()
@@ -129,3 +131,27 @@ def test_a_resubmitted_id_replaces_the_finished_record(tmp_path: Path) -> None:
     second = record("same")
     store.put(second)
     assert store.get("same") is second and not path.exists()
+
+
+def test_eviction_keeps_up_with_a_full_store(tmp_path: Path) -> None:
+    """A full store evicts one record per new one, and the size bound stays exact, over many jobs: the bookkeeping
+    (records in the order they ended, a running total of their bytes) matches a recount at every step."""
+    clock = Clock()
+    store = MemoryJobStore(StoreLimits(max_records=50, record_ttl_s=100, max_output_bytes=300), clock=clock)
+    for number in range(400):
+        rec = record(f"j{number}")
+        store.put(rec)
+        finish(rec, tmp_path, size_bytes=10 + number % 7, when=clock.now)
+        store.ended(rec)
+        clock.now += 1.0
+        kept = [r for r in store if r.output_bytes]
+        assert len(store) <= 50
+        assert sum(r.output_bytes for r in kept) <= 300
+        assert store._kept_bytes == sum(r.output_bytes for r in kept)
+    ids = [r.id for r in store]
+    assert ids == [f"j{number}" for number in range(399, 349, -1)]  # the newest 50, newest first
+    with_files = [r.id for r in store if r.output_bytes]
+    assert with_files == ids[: len(with_files)] and 20 <= len(with_files) <= 30  # the newest keep their files
+    clock.now += 100
+    assert len(list(store)) == 0  # all expired
+    assert store._kept_bytes == 0
