@@ -15,7 +15,7 @@ import logging
 import mimetypes
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +63,14 @@ class ComfyGateway:
         return known[1] if known is not None else None
 
     def records(self) -> list[tuple[JobRecord, int]]:
-        found = []
-        for job_id, (_, number) in self._jobs.items():
+        """The records of the jobs this door queued that the store still keeps, oldest first."""
+        return list(self.newest_records())[::-1]
+
+    def newest_records(self) -> Iterator[tuple[JobRecord, int]]:
+        """The same, newest first, one at a time (a lookup that usually wants a recent job stops early)."""
+        for job_id, (_, number) in reversed(self._jobs.items()):
             with contextlib.suppress(ComfyApiError):
-                found.append((self.jobs.get(job_id), number))
-        return found
+                yield self.jobs.get(job_id), number
 
     def track(self, job_id: str, client_id: str | None) -> int:
         number = next(self._numbers)
@@ -129,7 +132,7 @@ async def submit_queued(gateway: ComfyGateway, job: JobRequest, client_id: str |
 
 def find_output(gateway: ComfyGateway, filename: str, subfolder: str, folder_type: str) -> tuple[Path, str] | None:
     """The kept file of an output of a job queued through the gateways, by ComfyUI's reference to it."""
-    for record, _ in reversed(gateway.records()):
+    for record, _ in gateway.newest_records():
         if record.result is None or record.files_released:
             continue
         for output in record.result.outputs:
