@@ -26,7 +26,7 @@ class RuntimeThread:
 
     def __init__(self, settings: Settings):
         self._settings = settings
-        self._loop = asyncio.new_event_loop()
+        self._loop = _new_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="comfyui-api-runtime", daemon=True)
         self._runtime: Runtime | None = None
         self.fatal_exit_code: int | None = None
@@ -72,3 +72,12 @@ class RuntimeThread:
         self._thread.join(timeout=10.0)
         if not self._thread.is_alive():
             self._loop.close()
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop where it is installed (as `serve` runs on, through uvicorn), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
