@@ -23,6 +23,7 @@ from litestar.static_files import create_static_files_router
 
 from comfyui_api.api.auth import SECURITY_SCHEMES, ApiKeyMiddleware, ApiKeys
 from comfyui_api.api.comfy_gateway import GATEWAY_STATE_KEY, ComfyGateway, ComfyGatewayController, comfy_websocket
+from comfyui_api.api.docs_routes import redoc_redirect
 from comfyui_api.api.downloads import MODEL_LIBRARY_STATE_KEY, DownloadController
 from comfyui_api.api.errors import EXCEPTION_HANDLERS
 from comfyui_api.api.gateway_v1 import GatewayV1Controller, gateway_websocket
@@ -123,7 +124,7 @@ def build_http_app(
     """Routes, error mapping, body limit, API keys and docs; the services come from `lifespan` (or `state`, in
     tests). Without `job_api`, only the health routes."""
     keys = keys if keys is not None else ApiKeys(settings.server)
-    handlers: list[Any] = [HealthController, MetricsController]
+    handlers: list[Any] = [HealthController, MetricsController, redoc_redirect]
     if job_api:
         handlers += [PromptController, JobsController, InterruptController, ModelsController, RunpodController]
         handlers.append(DownloadController)

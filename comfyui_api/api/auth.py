@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 # Probes must work without a key; the documentation holds no secret, and a browser cannot add a header to load it
 # (Swagger UI then sends the key the user enters with every "Try it out").
-OPEN_PATHS = ("/health", "/ready", "/docs")
+OPEN_PATHS = ("/health", "/ready", "/docs", "/redoc")
 SECURITY_SCHEMES = {
     "BearerKey": SecurityScheme(type="http", scheme="bearer", description="Authorization: Bearer <one of API_KEYS>"),
     "HeaderKey": SecurityScheme(type="apiKey", security_scheme_in="header", name="X-API-Key", description="X-API-Key"),

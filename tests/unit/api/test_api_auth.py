@@ -52,6 +52,10 @@ async def test_probes_and_docs_stay_open_and_the_schemes_are_declared(guarded: A
     schemes = spec["components"]["securitySchemes"]
     assert schemes["BearerKey"]["scheme"] == "bearer" and schemes["HeaderKey"]["name"] == "X-API-Key"
     assert {"BearerKey": []} in spec["security"]
+    for page in ("/docs", "/docs/redoc", "/docs/redoc-assets/redoc.standalone.js"):
+        assert (await guarded.get(page)).status_code == 200, page
+    moved = await guarded.get("/redoc", follow_redirects=False)  # where FastAPI-style gateways keep ReDoc
+    assert moved.status_code == 307 and moved.headers["location"] == "/docs/redoc"
 
 
 def test_the_key_file_is_read_again_on_reload(tmp_path: Path) -> None:
