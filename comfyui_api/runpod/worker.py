@@ -99,11 +99,13 @@ class RunpodHandler:
         if self._progress is None:
             return
         # The first update after a second too: RunPod shows only the latest, and an update about a job shorter
-        # than that arrives after its result (each costs the SDK a thread and an HTTP call).
-        sent_at = time.monotonic()
+        # than that arrives after its result (each costs the SDK a thread and an HTTP call). So a job that ends
+        # within the second is never followed at all.
+        await asyncio.sleep(_PROGRESS_INTERVAL_S)
+        sent_at = 0.0
         last: tuple[float, str | None] | None = None
         record = service.get(job_id)
-        async for item in service.subscribe(job_id):
+        async for item in service.subscribe(job_id, record.events.last_seq):
             if item is None or record.status != JobStatus.RUNNING:
                 continue
             now = time.monotonic()
