@@ -17,8 +17,10 @@ The rules the editor itself applies when it queues a workflow:
   holds none (newer editors keep promoted widgets' values on the inner node), the inner node's own value. A link
   from the instance's output j follows the subgraph's link into its output node (id -20) slot j. A muted instance is
   left out whole; a bypassed one is wired through like any bypassed node.
-Group nodes (the older editor's `workflow>` node types) are refused (ConversionError naming the node), as is a type
-ComfyUI does not know.
+- group nodes (the older editor's `workflow>NAME` types, defined in `extra.groupNodes`) are rewritten as subgraphs
+  and expanded likewise (ids `<instance>:<inner index>`); `group_nodes.py` says which groups it takes, and a group
+  it does not is refused (ConversionError naming the node).
+A node type ComfyUI does not know is refused too.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from comfyui_api.workflows.group_nodes import GroupRefused, group_as_subgraph, group_name
 
 MUTED, BYPASSED = 2, 4
 WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
@@ -101,19 +105,15 @@ def widget_inputs(definition: Mapping[str, Any]) -> list[tuple[str, bool]]:
 def ui_to_api(document: Mapping[str, Any], object_info: Mapping[str, Any]) -> dict[str, Any]:
     """The API-format graph of a UI-format workflow; ConversionError when a node cannot be converted."""
     workflow = _Workflow({}, {})
-    _expand(document, "", _subgraphs(document), workflow, depth=0)
+    extra = document.get("extra")
+    groups = extra.get("groupNodes") if isinstance(extra, Mapping) else None
+    _expand(document, "", _Definitions(_subgraphs(document), groups or {}, object_info), workflow, depth=0)
     graph: dict[str, Any] = {}
     for node_id, node in workflow.nodes.items():
         kind = str(node.raw.get("type", ""))
         mode = node.raw.get("mode", 0)
         if mode in (MUTED, BYPASSED) or kind in UI_ONLY_TYPES or node.subgraph is not None:
             continue
-        if kind.startswith("workflow>") or kind.startswith("workflow/"):
-            raise ConversionError(
-                f"node {node_id} ({kind}) is a group node, which cannot be converted here; convert it to a "
-                "subgraph in the editor, or use Workflow > Export (API)",
-                node_id=node_id,
-            )
         definition = object_info.get(kind)
         if not isinstance(definition, Mapping):
             if not _is_connected(node.raw):
@@ -144,9 +144,32 @@ def _subgraphs(document: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {str(graph.get("id")): graph for graph in found or () if isinstance(graph, Mapping)}
 
 
-def _expand(
-    level: Mapping[str, Any], scope: str, subgraphs: Mapping[str, Mapping[str, Any]], into: _Workflow, *, depth: int
-) -> None:
+@dataclass(frozen=True)
+class _Definitions:
+    """What instances stand for: subgraphs by id, group nodes by name (`extra.groupNodes`), and ComfyUI's nodes."""
+
+    subgraphs: Mapping[str, Mapping[str, Any]]
+    groups: Mapping[str, Any]
+    object_info: Mapping[str, Any]
+
+    def of(self, node_id: str, raw: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The subgraph `raw` is an instance of (a group node's, rewritten as one), or None for a plain node."""
+        kind = str(raw.get("type", ""))
+        if kind in self.subgraphs:
+            return self.subgraphs[kind]
+        if group_name(kind) is None:
+            return None
+        try:
+            return group_as_subgraph(raw, self.groups, self.object_info, widget_inputs)
+        except GroupRefused as exc:
+            raise ConversionError(
+                f"node {node_id} ({kind}) is a group node that cannot be converted: {exc}; convert it to a subgraph "
+                "in the editor, or use Workflow > Export (API)",
+                node_id=node_id,
+            ) from None
+
+
+def _expand(level: Mapping[str, Any], scope: str, definitions: _Definitions, into: _Workflow, *, depth: int) -> None:
     """Add one graph level's nodes and links, expanding each live subgraph instance into its own scope."""
     if depth > _MAX_DEPTH:
         node_id = scope.rstrip(":")
@@ -159,11 +182,11 @@ def _expand(
         if not isinstance(raw, Mapping):
             continue
         node_id = f"{scope}{raw.get('id')}"
-        subgraph = subgraphs.get(str(raw.get("type", "")))
-        live = subgraph is not None and raw.get("mode", 0) not in (MUTED, BYPASSED)
-        into.nodes[node_id] = _Node(node_id, raw, scope, subgraph if live else None)
-        if live and subgraph is not None:
-            _expand(subgraph, f"{node_id}:", subgraphs, into, depth=depth + 1)
+        live = raw.get("mode", 0) not in (MUTED, BYPASSED)
+        subgraph = definitions.of(node_id, raw) if live else None
+        into.nodes[node_id] = _Node(node_id, raw, scope, subgraph)
+        if subgraph is not None:
+            _expand(subgraph, f"{node_id}:", definitions, into, depth=depth + 1)
 
 
 def _links(raw: Sequence[Any], scope: str) -> dict[Any, _Link]:

@@ -334,3 +334,82 @@ def test_a_subgraph_that_contains_itself_is_refused() -> None:
     document["definitions"] = {"subgraphs": [OUTER, looped]}
     with pytest.raises(ConversionError, match="nested over"):
         ui_to_api(document, DEFINITIONS)
+
+
+# -- group nodes (the older editor's) ---------------------------------------------------------------------------
+
+
+def sampler_group_workflow(group_values: list[Any], inner: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Checkpoint, prompts and latent -> a group node "Sample and decode" (KSampler -> VAEDecode inside) -> SaveImage.
+    The group's inputs are the inner inputs no inner link feeds (KSampler's model, positive, negative, latent_image,
+    then VAEDecode's vae); its one output is VAEDecode's IMAGE (KSampler's LATENT only feeds the decoder)."""
+    conditioning = {"name": "CONDITIONING", "type": "CONDITIONING", "links": [2]}
+    group_inputs = [
+        slot("model", "MODEL", 1),
+        slot("positive", "CONDITIONING", 2),
+        slot("negative", "CONDITIONING", 3),
+        slot("latent_image", "LATENT", 4),
+        slot("vae", "VAE", 5),
+    ]
+    return {
+        "nodes": [
+            node(1, "CheckpointLoaderSimple", widgets=["sd15.safetensors"], outputs=[
+                {"name": "MODEL", "type": "MODEL", "links": [1]}, {"name": "CLIP", "type": "CLIP", "links": []},
+                {"name": "VAE", "type": "VAE", "links": [5]}]),
+            node(2, "CLIPTextEncode", widgets=["a cat"], outputs=[conditioning]),
+            node(3, "CLIPTextEncode", widgets=["blurry"], outputs=[{**conditioning, "links": [3]}]),
+            node(4, "EmptyLatentImage", widgets=[512, 512, 1],
+                 outputs=[{"name": "LATENT", "type": "LATENT", "links": [4]}]),
+            node(10, "workflow>Sample and decode", inputs=group_inputs, widgets=group_values,
+                 outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [6]}]),
+            node(9, "SaveImage", inputs=[slot("images", "IMAGE", 6)], widgets=["grouped"]),
+        ],
+        "links": [[1, 1, 0, 10, 0, "MODEL"], [2, 2, 0, 10, 1, "CONDITIONING"], [3, 3, 0, 10, 2, "CONDITIONING"],
+                  [4, 4, 0, 10, 3, "LATENT"], [5, 1, 2, 10, 4, "VAE"], [6, 10, 0, 9, 0, "IMAGE"]],
+        "extra": {"groupNodes": {"Sample and decode": {
+            "nodes": inner if inner is not None else [
+                {"type": "KSampler", "index": 0, "inputs": [],
+                 "widgets_values": [1, "randomize", 20, 8, "euler", "normal", 1]},
+                {"type": "VAEDecode", "index": 1, "inputs": []},
+                {"type": "Note", "index": 2, "widgets_values": ["why these settings"]},
+            ],
+            "links": [[0, 0, 1, 0, 7, "LATENT"]],
+            "external": [],
+        }}},
+    }  # fmt: skip
+
+
+def test_a_group_node_expands_with_the_instance_widget_values() -> None:
+    graph = ui_to_api(sampler_group_workflow([42, "fixed", 25, 6.5, "euler", "karras", 0.9]), DEFINITIONS)
+    assert set(graph) == {"1", "2", "3", "4", "9", "10:0", "10:1"}
+    assert graph["10:0"]["class_type"] == "KSampler"
+    assert graph["10:0"]["inputs"] == {
+        "seed": 42,
+        "steps": 25,
+        "cfg": 6.5,
+        "sampler_name": "euler",
+        "scheduler": "karras",
+        "denoise": 0.9,
+        "model": ["1", 0],
+        "positive": ["2", 0],
+        "negative": ["3", 0],
+        "latent_image": ["4", 0],
+    }
+    assert graph["10:1"]["inputs"] == {"samples": ["10:0", 0], "vae": ["1", 2]}
+    assert graph["9"]["inputs"]["images"] == ["10:1", 0]
+
+
+def test_a_group_node_the_conversion_cannot_lay_out_is_refused_naming_what_it_uses() -> None:
+    extra_value = [42, "fixed", 25, 6.5, "euler", "karras", 0.9, "?"]  # one more than the inner widgets take
+    with pytest.raises(ConversionError, match="8 widget values where its inner nodes' widgets take 7") as refused:
+        ui_to_api(sampler_group_workflow(extra_value), DEFINITIONS)
+    assert refused.value.node_id == "10"
+    with_primitive = [
+        {"type": "PrimitiveNode", "outputs": [{"name": "INT", "type": "INT", "widget": {"name": "seed"}}]},
+        {"type": "KSampler", "inputs": [{"name": "seed", "type": "INT", "widget": {"name": "seed"}, "link": 8}]},
+    ]
+    with pytest.raises(ConversionError, match=r"holds a primitive node.*convert it to a subgraph"):
+        ui_to_api(sampler_group_workflow([42, "fixed"], inner=with_primitive), DEFINITIONS)
+    muted = sampler_group_workflow([42, "fixed", 25, 6.5, "euler", "karras", 0.9])
+    muted["nodes"][4]["mode"] = 2
+    assert set(ui_to_api(muted, DEFINITIONS)) == {"1", "2", "3", "4", "9"}  # a muted group is left out unread
