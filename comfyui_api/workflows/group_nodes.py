@@ -107,7 +107,7 @@ def group_as_subgraph(
             if (index, output_slot) in links_from and (index, output_slot) not in external:
                 continue  # feeds only inner nodes: not one of the group's outputs
             links.append(_link(next(link_ids), index, output_slot, SUBGRAPH_OUTPUT, len(outputs), ""))
-            outputs.append({"name": f"output {len(outputs)}"})
+            outputs.append({"name": f"output {len(outputs)}", "type": definition["output"][output_slot]})
         node: dict[str, Any] = {"id": index, "type": inner_kind, "mode": 0, "inputs": slots}
         node["widgets_values"] = inner_values
         if inner.get("title"):
@@ -118,8 +118,15 @@ def group_as_subgraph(
     slots_in = [slot for slot in instance.get("inputs") or () if isinstance(slot, Mapping)]
     if any(slot.get("widget") for slot in slots_in):
         raise refuse("it has a widget converted to an input")
-    if len(slots_in) != len(inputs) or len(instance.get("outputs") or ()) != len(outputs):
-        raise refuse("it has inputs or outputs its inner nodes do not account for")
+    if len(slots_in) != len(inputs):
+        raise refuse(f"it has {len(slots_in)} inputs where its inner nodes leave {len(inputs)} unlinked")
+    for index, output in enumerate(instance.get("outputs") or ()):
+        # A newer ComfyUI may give an inner node outputs it lacked when the group was saved (0.33: SaveImage's
+        # pass-through): only an output something is linked to has to line up.
+        if isinstance(output, Mapping) and output.get("links"):
+            kind_there = outputs[index]["type"] if index < len(outputs) else None
+            if kind_there is None or output.get("type") not in (None, kind_there):
+                raise refuse(f"it has an output {index} ({output.get('type')}) its inner nodes do not account for")
     for item, slot in zip(inputs, slots_in, strict=True):
         item["name"] = slot.get("name")  # the instance's own name for it: how the expansion finds its link
     return {"id": kind, "name": name, "inputs": inputs, "outputs": outputs, "nodes": nodes, "links": links}

@@ -164,7 +164,7 @@ class _Definitions:
         except GroupRefused as exc:
             raise ConversionError(
                 f"node {node_id} ({kind}) is a group node that cannot be converted: {exc}; convert it to a subgraph "
-                "in the editor, or use Workflow > Export (API)",
+                "in the editor",
                 node_id=node_id,
             ) from None
 

@@ -95,3 +95,30 @@ def test_a_workflow_with_a_subgraph_runs_and_names_the_inner_nodes(server: Serve
     body = answer.json()
     assert decode_image(body["images"][0]).getpixel((1, 1)) == (0, 255, 255)  # inverted inside the subgraph
     assert [output["node_id"] for output in body["outputs"]] == ["4:3"]
+
+
+def test_a_workflow_with_a_group_node_runs(server: ServerProcess) -> None:
+    """The older editor's group node: EmptyImage -> group "Flip and save" (ImageInvert -> SaveImage inside), saved
+    when SaveImage had no output (the simulator's 0.33 profile gives it a pass-through one, left unlinked)."""
+    workflow = {
+        "nodes": [
+            {"id": 1, "type": "EmptyImage", "mode": 0, "inputs": [],
+             "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1]}], "widgets_values": [16, 16, 1, 0xFF0000]},
+            {"id": 4, "type": "workflow>Flip and save", "mode": 0,
+             "inputs": [{"name": "image", "type": "IMAGE", "link": 1}], "outputs": [], "widgets_values": ["grouped"]},
+        ],
+        "links": [[1, 1, 0, 4, 0, "IMAGE"]],
+        "extra": {"groupNodes": {"Flip and save": {
+            "nodes": [{"type": "ImageInvert", "index": 0, "inputs": []},
+                      {"type": "SaveImage", "index": 1, "inputs": [], "widgets_values": ["inner"]}],
+            "links": [[0, 0, 1, 0, 2, "IMAGE"]],
+            "external": [],
+        }}},
+    }  # fmt: skip
+    answer = httpx.post(server.url("/prompt"), json={"prompt": workflow}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert decode_image(body["images"][0]).getpixel((1, 1)) == (0, 255, 255)
+    [output] = body["outputs"]
+    assert output["node_id"] == "4:1"  # the SaveImage inside the group
+    assert "_grouped_" in output["filename"]  # its prefix is the instance's value, not the one saved inside

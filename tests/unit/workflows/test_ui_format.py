@@ -139,7 +139,7 @@ def test_named_widget_values_and_what_is_refused() -> None:
     label = node(3, "SomeExtensionLabel")  # not connected to anything: a UI-only node
     assert set(ui_to_api({"nodes": [named, label], "links": []}, DEFINITIONS)) == {"1"}
     group = node(4, "workflow>Upscale", outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [1]}])
-    with pytest.raises(ConversionError, match=r"group node.*Export \(API\)") as refused:
+    with pytest.raises(ConversionError, match=r"group node.*convert it to a subgraph") as refused:
         ui_to_api({"nodes": [named, group], "links": []}, DEFINITIONS)
     assert refused.value.node_id == "4"
     with pytest.raises(ConversionError, match="no node ComfyUI can run"):
