@@ -45,22 +45,17 @@ def group_as_subgraph(
     name = group_name(kind)
     data = groups.get(name) if name is not None else None
 
-    def refuse(why: str) -> GroupRefused:
-        return GroupRefused(why)
-
     if not isinstance(data, Mapping) or not isinstance(data.get("nodes"), list):
-        raise refuse("the workflow does not define it (extra.groupNodes)")
+        raise GroupRefused("the workflow does not define it (extra.groupNodes)")
     if data.get("config"):
-        raise refuse("it renames or hides some of its inputs or outputs")
+        raise GroupRefused("it renames or hides some of its inputs or outputs")
     values = instance.get("widgets_values") or []
     if not isinstance(values, list):
-        raise refuse("it saves its widget values by name")
-    links_to: dict[tuple[int, int], tuple[int, int]] = {}
-    links_from: set[tuple[int, int]] = set()
-    for origin, origin_slot, target, target_slot in _ends(data):
-        links_to[(target, target_slot)] = (origin, origin_slot)
-        links_from.add((origin, origin_slot))
-    external = {(int(item[0]), int(item[1])) for item in data.get("external") or () if isinstance(item, list | tuple)}
+        raise GroupRefused("it saves its widget values by name")
+    ends = _ends(data.get("links"))
+    links_to = {(target, target_slot): (origin, origin_slot) for origin, origin_slot, target, target_slot in ends}
+    links_from = {(origin, origin_slot) for origin, origin_slot, _, _ in ends}
+    external = {(origin, slot) for origin, slot, *_ in _ends(data.get("external"), size=2)}
 
     link_ids = itertools.count(1)
     nodes: list[dict[str, Any]] = []
@@ -71,16 +66,16 @@ def group_as_subgraph(
     for index, inner in enumerate(data["nodes"]):
         inner_kind = str(inner.get("type", "")) if isinstance(inner, Mapping) else ""
         if inner_kind in _UNSUPPORTED_INNER:
-            raise refuse(f"it holds {_UNSUPPORTED_INNER[inner_kind]} (inner node {index})")
+            raise GroupRefused(f"it holds {_UNSUPPORTED_INNER[inner_kind]} (inner node {index})")
         definition = object_info.get(inner_kind)
         if not isinstance(definition, Mapping):
-            if any(index in (origin, target) for origin, _, target, _ in _ends(data)):
-                raise refuse(f"it holds a node type ComfyUI does not know: {inner_kind!r} (inner node {index})")
+            if any(index in (origin, target) for origin, _, target, _ in ends):
+                raise GroupRefused(f"it holds a node type ComfyUI does not know: {inner_kind!r} (inner node {index})")
             continue  # a note or another node with no part in the graph: the editor leaves it out too
         if inner.get("mode", 0) != 0:
-            raise refuse(f"it mutes or bypasses inner node {index}")
+            raise GroupRefused(f"it mutes or bypasses inner node {index}")
         if any(isinstance(slot, Mapping) and slot.get("widget") for slot in inner.get("inputs") or ()):
-            raise refuse(f"it has a widget converted to an input (inner node {index})")
+            raise GroupRefused(f"it has a widget converted to an input (inner node {index})")
         widgets = widget_inputs(definition)
         widget_names = {widget for widget, _ in widgets}
         count = len(widgets) + sum(1 for _, control in widgets if control)
@@ -114,30 +109,38 @@ def group_as_subgraph(
             node["title"] = inner["title"]
         nodes.append(node)
     if used != len(values):
-        raise refuse(f"it saves {len(values)} widget values where its inner nodes' widgets take {used}")
+        raise GroupRefused(f"it saves {len(values)} widget values where its inner nodes' widgets take {used}")
     slots_in = [slot for slot in instance.get("inputs") or () if isinstance(slot, Mapping)]
     if any(slot.get("widget") for slot in slots_in):
-        raise refuse("it has a widget converted to an input")
+        raise GroupRefused("it has a widget converted to an input")
     if len(slots_in) != len(inputs):
-        raise refuse(f"it has {len(slots_in)} inputs where its inner nodes leave {len(inputs)} unlinked")
+        raise GroupRefused(f"it has {len(slots_in)} inputs where its inner nodes leave {len(inputs)} unlinked")
     for index, output in enumerate(instance.get("outputs") or ()):
         # A newer ComfyUI may give an inner node outputs it lacked when the group was saved (0.33: SaveImage's
         # pass-through): only an output something is linked to has to line up.
         if isinstance(output, Mapping) and output.get("links"):
             kind_there = outputs[index]["type"] if index < len(outputs) else None
             if kind_there is None or output.get("type") not in (None, kind_there):
-                raise refuse(f"it has an output {index} ({output.get('type')}) its inner nodes do not account for")
+                raise GroupRefused(
+                    f"it has an output {index} ({output.get('type')}) its inner nodes do not account for"
+                )
     for item, slot in zip(inputs, slots_in, strict=True):
         item["name"] = slot.get("name")  # the instance's own name for it: how the expansion finds its link
     return {"id": kind, "name": name, "inputs": inputs, "outputs": outputs, "nodes": nodes, "links": links}
 
 
-def _ends(data: Mapping[str, Any]) -> list[tuple[int, int, int, int]]:
-    return [
-        (int(link[0]), int(link[1]), int(link[2]), int(link[3]))
-        for link in data.get("links") or ()
-        if isinstance(link, list | tuple) and len(link) >= 4 and link[0] is not None
-    ]
+def _ends(items: Any, *, size: int = 4) -> list[tuple[int, ...]]:
+    """The first `size` numbers of each link as the group saves them (`[origin, slot, target, slot, ...]`; its
+    `external` outputs: `[node, slot, type]`); GroupRefused when they are not numbers."""
+    found: list[tuple[int, ...]] = []
+    for item in items or ():
+        if not isinstance(item, list | tuple) or len(item) < size or item[0] is None:
+            continue
+        try:
+            found.append(tuple(int(part) for part in item[:size]))
+        except (TypeError, ValueError):
+            raise GroupRefused(f"it saves a malformed link {list(item)!r}") from None
+    return found
 
 
 def _link(link_id: int, origin: int, origin_slot: int, target: int, target_slot: int, kind: str) -> dict[str, Any]:

@@ -410,6 +410,10 @@ def test_a_group_node_the_conversion_cannot_lay_out_is_refused_naming_what_it_us
     ]
     with pytest.raises(ConversionError, match=r"holds a primitive node.*convert it to a subgraph"):
         ui_to_api(sampler_group_workflow([42, "fixed"], inner=with_primitive), DEFINITIONS)
+    garbled = sampler_group_workflow([42, "fixed", 25, 6.5, "euler", "karras", 0.9])
+    garbled["extra"]["groupNodes"]["Sample and decode"]["links"] = [["zero", 0, 1, 0]]
+    with pytest.raises(ConversionError, match="malformed link"):  # a 400 naming the node, never a crash
+        ui_to_api(garbled, DEFINITIONS)
     muted = sampler_group_workflow([42, "fixed", 25, 6.5, "euler", "karras", 0.9])
     muted["nodes"][4]["mode"] = 2
     assert set(ui_to_api(muted, DEFINITIONS)) == {"1", "2", "3", "4", "9"}  # a muted group is left out unread
