@@ -15,7 +15,6 @@ from typing import Any
 
 from comfyui_api.errors import CapacityError, InvalidRequest, JobNotFound
 from comfyui_api.jobs.model import JobStatus
-from comfyui_api.jobs.tracing import NO_TRACE, JobTrace
 
 # Frames of a prompt can still be read by other listeners (system events) just after its job ended: the mapping of
 # the last few ended prompts is kept so they are still named by job id.
@@ -33,7 +32,6 @@ class JobEntry:
     cancel_requested: bool = False
     cancel_reason: str = "cancelled"
     reports_queue_position: bool = False  # someone watches (SSE): ask ComfyUI where the job stands once queued
-    trace: JobTrace = NO_TRACE  # the job's stages, for a tracer (jobs/tracing.py)
 
     def mark_running(self) -> None:
         self.status = JobStatus.RUNNING

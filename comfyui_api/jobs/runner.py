@@ -202,8 +202,7 @@ class JobRunner:
             raise ComfyUnavailable(f"ComfyUI is not ready (phase: {self._instance.phase})")
         entry = self._registry.admit(request.id)
         entry.reports_queue_position = report_queue_position
-        entry.trace = trace
-        task = asyncio.create_task(self._run_guarded(request, sink, entry), name=f"job:{request.id}")
+        task = asyncio.create_task(self._run_guarded(request, sink, entry, trace), name=f"job:{request.id}")
         entry.task = task
         task.add_done_callback(lambda _: self._registry.remove(request.id))
         return task
@@ -218,12 +217,12 @@ class JobRunner:
             await asyncio.wait([entry.task], timeout=_ABANDON_TIMEOUT_S + 1.0)
         return "interrupted" if status is JobStatus.RUNNING else "removed"
 
-    async def _run_guarded(self, request: JobRequest, sink: EventSink, entry: JobEntry) -> JobResult:
+    async def _run_guarded(self, request: JobRequest, sink: EventSink, entry: JobEntry, trace: JobTrace) -> JobResult:
         """The job's task boundary: every failure is logged once with the job id and becomes a ComfyApiError."""
         current_job.set(request.id)  # this task's log lines (and those of the tasks it starts) carry the job id
         try:
             async with asyncio.timeout(request.timeout_s):
-                result = await self._run_stages(request, sink, entry)
+                result = await self._run_stages(request, sink, entry, trace)
         except TimeoutError:
             # Answer at the deadline; withdrawing the prompt can take a CPU-bound ComfyUI seconds more (it notices
             # an interrupt only between nodes or sampler steps). The job id stays reserved until it has.
@@ -267,8 +266,8 @@ class JobRunner:
         log.info("job %s %s: %s", entry.id, status.value, error.message)
         sink(JobFailed(entry.id, error))
 
-    async def _run_stages(self, request: JobRequest, sink: EventSink, entry: JobEntry) -> JobResult:
-        with Stages(entry.trace) as stages:
+    async def _run_stages(self, request: JobRequest, sink: EventSink, entry: JobEntry, trace: JobTrace) -> JobResult:
+        with Stages(trace) as stages:
             return await self._run_staged(request, sink, entry, stages)
 
     async def _run_staged(self, request: JobRequest, sink: EventSink, entry: JobEntry, stages: Stages) -> JobResult:
@@ -279,7 +278,7 @@ class JobRunner:
         entry.prefixes = tuple(prefix for _, prefix in comfy_graph.filename_prefixes(graph))
         clock.staged_ms = _now_ms()
         prompt_id = self._registry.new_prompt(entry)
-        entry.trace.annotate("comfyui.prompt_id", prompt_id)
+        stages.annotate("comfyui.prompt_id", prompt_id)
 
         def started() -> None:
             if entry.status is not JobStatus.RUNNING:

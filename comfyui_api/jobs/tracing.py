@@ -60,7 +60,7 @@ NO_TRACER: JobTracer = _NoTracer()
 
 class Stages:
     """A job's stages one after another: `enter(name)` ends the current stage and starts the next; leaving the
-    `with` block ends the last one, failed with the exception that left it, if any."""
+    `with` block ends the last one, failed with the exception that left it, if any. `annotate` goes to the job."""
 
     def __init__(self, trace: JobTrace):
         self._trace = trace
@@ -70,6 +70,9 @@ class Stages:
         if self._current is not None:
             self._current.end()
         self._current = self._trace.stage(name)
+
+    def annotate(self, key: str, value: str | int | float | bool) -> None:
+        self._trace.annotate(key, value)
 
     def __enter__(self) -> Stages:
         return self
