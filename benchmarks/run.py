@@ -241,17 +241,26 @@ def start_comfy(args: argparse.Namespace, work: Path) -> tuple[str, subprocess.P
     return url, process, env
 
 
+def _start_comfyui_api(
+    args: list[str], env: dict[str, str], work: Path, name: str, port: int, ready_path: str
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """`python -m comfyui_api ARGS` attached to a ComfyUI (env), logging to WORK/NAME.log; returns once
+    `ready_path` on `port` answers 200."""
+    env = {**os.environ, **env, "LOG_LEVEL": "WARNING"}
+    log = (work / f"{name}.log").open("wb")
+    argv = [sys.executable, "-m", "comfyui_api", *args]
+    process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + ready_path, process, START_TIMEOUT_S)
+    return url, process
+
+
 def start_api(
     comfy_url: str, extra_env: dict[str, str], work: Path, name: str = "comfyui-api"
 ) -> tuple[str, subprocess.Popen[bytes]]:
     port = free_port()
-    env = {**os.environ, **extra_env, "COMFYUI_URL": comfy_url, "PORT": str(port), "HOST": "127.0.0.1"}
-    env["LOG_LEVEL"] = "WARNING"
-    log = (work / f"{name}.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "comfyui_api"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/ready", process, START_TIMEOUT_S)
-    return url, process
+    env = {**extra_env, "COMFYUI_URL": comfy_url, "PORT": str(port), "HOST": "127.0.0.1"}
+    return _start_comfyui_api([], env, work, name, port, "/ready")
 
 
 def report_latency(samples: dict[str, list[float]], *, p50_target: float = 1.03, p95_target: float = 1.10) -> None:
@@ -409,18 +418,16 @@ async def report_comfy_door(direct: DirectComfyClient, api_url: str, n: int) -> 
 def start_runpod_worker(comfy_url: str, extra_env: dict[str, str], work: Path) -> tuple[str, subprocess.Popen[bytes]]:
     """`comfyui-api runpod` serving the runpod SDK's local test API; RunPod's own URLs lead nowhere (loopback)."""
     port = free_port()
-    env = {**os.environ, **extra_env, "COMFYUI_URL": comfy_url, "LOG_LEVEL": "WARNING"}
-    env |= {
+    env = {
+        **extra_env,
+        "COMFYUI_URL": comfy_url,
         "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",
         "RUNPOD_WEBHOOK_GET_JOB": "http://127.0.0.1:9/job-take/$ID",
         "RUNPOD_WEBHOOK_POST_OUTPUT": "http://127.0.0.1:9/job-done/$ID",
     }
-    argv = [sys.executable, "-m", "comfyui_api", "runpod", "--rp_serve_api", "--rp_api_host", "127.0.0.1"]
-    log = (work / "runpod-worker.log").open("wb")
-    process = subprocess.Popen([*argv, "--rp_api_port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/", process, START_TIMEOUT_S)  # the SDK serves its docs at / once the handler is up
-    return url, process
+    args = ["runpod", "--rp_serve_api", "--rp_api_host", "127.0.0.1", "--rp_api_port", str(port)]
+    # The SDK serves its docs at / once the handler is up.
+    return _start_comfyui_api(args, env, work, "runpod-worker", port, "/")
 
 
 async def report_runpod(

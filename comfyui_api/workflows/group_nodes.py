@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 GROUP_PREFIXES = ("workflow>", "workflow/")
-SUBGRAPH_INPUT, SUBGRAPH_OUTPUT = -10, -20
+SUBGRAPH_INPUT, SUBGRAPH_OUTPUT = -10, -20  # the ids of a subgraph's input and output nodes, as the editor saves them
 _UNSUPPORTED_INNER = {"PrimitiveNode": "a primitive node", "Reroute": "a reroute"}
 
 WidgetInputs = Callable[[Mapping[str, Any]], list[tuple[str, bool]]]

@@ -29,12 +29,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from comfyui_api.workflows.group_nodes import GroupRefused, group_as_subgraph, group_name
+from comfyui_api.workflows.group_nodes import (
+    SUBGRAPH_INPUT,
+    SUBGRAPH_OUTPUT,
+    GroupRefused,
+    group_as_subgraph,
+    group_name,
+)
 
 MUTED, BYPASSED = 2, 4
 WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
 UI_ONLY_TYPES = frozenset({"Note", "MarkdownNote", "Reroute", "PrimitiveNode"})
-SUBGRAPH_INPUT, SUBGRAPH_OUTPUT = "-10", "-20"  # the ids of a subgraph's input and output nodes
+_INPUT_NODE, _OUTPUT_NODE = str(SUBGRAPH_INPUT), str(SUBGRAPH_OUTPUT)  # as `_Link` holds ids: text
 _SEED_NAMES = frozenset({"seed", "noise_seed"})
 _MAX_HOPS = 1000  # a chain of reroutes or bypassed nodes longer than this is a loop
 _MAX_DEPTH = 32  # subgraphs nested deeper than this contain themselves
@@ -252,7 +258,7 @@ def _resolve(link: _Link | None, workflow: _Workflow, node_id: str, name: str) -
     for _ in range(_MAX_HOPS):
         if link is None:
             return _DROPPED
-        if link.origin == SUBGRAPH_INPUT:  # out of the subgraph, onto the instance's input
+        if link.origin == _INPUT_NODE:  # out of the subgraph, onto the instance's input
             instance = workflow.nodes[link.scope[:-1]]
             link, value = _instance_input(instance, link.origin_slot, workflow)
             if link is None:
@@ -324,7 +330,7 @@ def _instance_output(instance: _Node, index: int, workflow: _Workflow) -> _Link 
         (
             link
             for (link_scope, _), link in workflow.links.items()
-            if link_scope == scope and link.target == SUBGRAPH_OUTPUT and link.target_slot == index
+            if link_scope == scope and link.target == _OUTPUT_NODE and link.target_slot == index
         ),
         None,
     )
