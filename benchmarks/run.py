@@ -99,11 +99,8 @@ class ApiClient:
         await self._http.aclose()
 
 
-class RunpodClient:
+class RunpodClient(ApiClient):
     """A RunPod client's runsync call: `POST <base>/runsync {"input": {"workflow": ...}}`, outputs as base64."""
-
-    def __init__(self, base_url: str):
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=300.0)
 
     async def run(self, graph: dict[str, Any]) -> list[str]:
         response = await self._http.post("/runsync", json={"input": {"workflow": graph, "return_base64": True}})
@@ -112,9 +109,6 @@ class RunpodClient:
         if answer.get("status") != "COMPLETED":
             raise RuntimeError(f"runsync answered {answer}")
         return [image["data"] for image in answer["output"]["images"]]
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
 
 class RssSampler:
@@ -153,9 +147,7 @@ async def timed(call: Callable[[], Awaitable[Any]]) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
-async def latency(
-    direct: DirectComfyClient, api: ApiClient | DirectComfyClient | RunpodClient, n: int
-) -> dict[str, list[float]]:
+async def latency(direct: DirectComfyClient, api: ApiClient | DirectComfyClient, n: int) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {"direct": [], "api": []}
     for i in range(n):
         # Alternate who goes first so drift and cache warmth hit both sides alike.
