@@ -147,13 +147,18 @@ async def timed(call: Callable[[], Awaitable[Any]]) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
-async def latency(direct: DirectComfyClient, api: ApiClient | DirectComfyClient, n: int) -> dict[str, list[float]]:
+async def latency(
+    direct: DirectComfyClient,
+    api: ApiClient | DirectComfyClient,
+    n: int,
+    make_graph: Callable[[str], dict[str, Any]] = tiny_graph,
+) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {"direct": [], "api": []}
     for i in range(n):
         # Alternate who goes first so drift and cache warmth hit both sides alike.
         order = [("direct", direct), ("api", api)] if i % 2 == 0 else [("api", api), ("direct", direct)]
         for name, client in order:
-            graph = tiny_graph(f"bench_{uuid.uuid4().hex[:8]}")
+            graph = make_graph(f"bench_{uuid.uuid4().hex[:8]}")
             samples[name].append(await timed(lambda c=client, g=graph: c.run(g)))  # type: ignore[misc]
     return samples
 
@@ -255,10 +260,16 @@ def start_api(
     return _start_comfyui_api([], env, work, name, port, "/ready")
 
 
-def report_latency(samples: dict[str, list[float]], *, p50_target: float = 1.03, p95_target: float = 1.10) -> None:
+def report_latency(
+    samples: dict[str, list[float]],
+    *,
+    p50_target: float = 1.03,
+    p95_target: float = 1.10,
+    workflow: str = "tiny workflow",
+) -> None:
     d50, a50 = statistics.median(samples["direct"]), statistics.median(samples["api"])
     d95, a95 = percentile(samples["direct"], 0.95), percentile(samples["api"], 0.95)
-    print(f"tiny workflow, sequential, n={len(samples['api'])} each:")
+    print(f"{workflow}, sequential, n={len(samples['api'])} each:")
     print(f"  p50  direct {d50:7.2f} ms   api {a50:7.2f} ms   ratio {a50 / d50:.3f}   (target <= {p50_target:.2f})")
     print(f"  p95  direct {d95:7.2f} ms   api {a95:7.2f} ms   ratio {a95 / d95:.3f}   (target <= {p95_target:.2f})")
 
@@ -395,14 +406,20 @@ async def report_fan_out(api_url: str, checkpoint: str) -> None:
           f"{complete}   (target: +{many - single:.2f} ms <= 5 ms)")  # fmt: skip
 
 
-async def report_comfy_door(direct: DirectComfyClient, api_url: str, n: int) -> None:
-    """The same ComfyUI client (HTTP + /ws, /history, /view) given this server's /comfyui door as its ComfyUI."""
+async def report_comfy_door(direct: DirectComfyClient, api_url: str, n: int, checkpoint: str) -> None:
+    """The same ComfyUI client (HTTP + /ws, /history, /view) given this server's /comfyui door as its ComfyUI: the
+    tiny workflow, then a sampler job (what the door's fixed cost per job weighs against a job that computes)."""
     door = DirectComfyClient(api_url + "/comfyui")
     await door.start()
     try:
         print("\n--- a ComfyUI client through /comfyui (POST /prompt, /ws, /history, /view) ---")
         await latency(direct, door, 10)
         report_latency(await latency(direct, door, n), p50_target=1.05)
+        steps = 4
+        samples = await latency(
+            direct, door, min(n, 20), lambda _: slow_graph(steps, checkpoint, seed=random.randrange(1 << 31))
+        )
+        report_latency(samples, p50_target=1.05, workflow=f"sampler job ({steps} steps)")
     finally:
         await door.aclose()
 
@@ -469,7 +486,7 @@ async def main_async(args: argparse.Namespace) -> None:
             )
             await big_output(direct, api, comfy_url, api_process.pid, args.big_runs)
             await report_fan_out(api_url, args.checkpoint)
-            await report_comfy_door(direct, api_url, args.n)
+            await report_comfy_door(direct, api_url, args.n, args.checkpoint)
             await report_runpod(direct, api_url, comfy_url, extra_env, work, args.n)
             for label, env, targets in _variants(args, extra_env, work):
                 variant_url, variant_process = start_api(comfy_url, env, work, label.split()[0])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 
 
+@functools.cache  # the installed package does not change under a running process; the lookup scans sys.path
 def package_version() -> str:
     try:
         return importlib.metadata.version("comfyui-api")

@@ -25,8 +25,8 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import FromPath, FromQuery
-from litestar.response import File
 
+from comfyui_api.api.kept_files import kept_file
 from comfyui_api.api.services import ServicesDependency
 from comfyui_api.comfy.graph import is_ui_format
 from comfyui_api.dialects import comfy_native
@@ -137,7 +137,7 @@ def find_output(gateway: ComfyGateway, filename: str, subfolder: str, folder_typ
             continue
         for output in record.result.outputs:
             wanted = (output.filename, output.subfolder, output.comfy_type) == (filename, subfolder, folder_type)
-            if wanted and output.path is not None and output.path.exists():
+            if wanted and output.path is not None:
                 guessed = mimetypes.guess_type(filename)[0]
                 return output.path, output.content_type or guessed or "application/octet-stream"
     return None
@@ -253,9 +253,9 @@ class ComfyGatewayController(Controller):
         type: FromQuery[str] = "output",
     ) -> Response[Any]:
         found = find_output(gateway, filename, subfolder, type)
-        if found is not None:
-            path, media_type = found
-            return File(path, filename=filename, media_type=media_type, content_disposition_type="inline")
+        answer = kept_file(found[0], filename=filename, media_type=found[1]) if found is not None else None
+        if answer is not None:
+            return answer
         if type == "input" and not subfolder:  # the clients' uploads; never the jobs' staged inputs (subfolders)
             return await _forwarded(services, request, "view")
         return _native({"error": {"type": "not_found", "message": f"no output {filename!r} of a job queued here"}}, 404)

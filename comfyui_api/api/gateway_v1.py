@@ -16,7 +16,6 @@ from urllib.parse import urlencode
 from litestar import Controller, Request, Response, WebSocket, get, post, websocket
 from litestar.di import Provide
 from litestar.params import FromPath, FromQuery
-from litestar.response import File
 
 from comfyui_api.api.comfy_gateway import (
     ComfyGateway,
@@ -27,6 +26,7 @@ from comfyui_api.api.comfy_gateway import (
     relay_frames,
     submit_queued,
 )
+from comfyui_api.api.kept_files import kept_file
 from comfyui_api.api.services import Services, ServicesDependency
 from comfyui_api.api.workflow_routes import loaded_catalog
 from comfyui_api.comfy.graph import is_ui_format
@@ -165,10 +165,10 @@ class GatewayV1Controller(Controller):
         img_type: FromQuery[str] = "output",
     ) -> Response[Any]:
         found = find_output(gateway, filename, subfolder, img_type)
-        if found is None:
+        answer = kept_file(found[0], filename=filename, media_type=found[1]) if found is not None else None
+        if answer is None:
             return _failed(JobNotFound(f"no file {filename!r} ({img_type}) known here", field="filename"))
-        path, media_type = found
-        return File(path, filename=filename, media_type=media_type, content_disposition_type="inline")
+        return answer
 
     @get("/images/url", summary="Where an output can be downloaded from this server")
     async def url(

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, QueryParameter
-from litestar.response import File, Stream
+from litestar.response import Stream
 
+from comfyui_api.api.kept_files import kept_file
 from comfyui_api.api.progress_stream import job_event_stream, last_event_id
 from comfyui_api.api.schemas import ERROR_RESPONSES, CancelResponse, JobListResponse, JobView, RedeliverResponse
 from comfyui_api.api.services import ServicesDependency
@@ -111,7 +112,7 @@ class JobsController(Controller):
         responses={200: ResponseSpec(None, description="the output file"), **_JOB_ERRORS},
         sync_to_thread=False,
     )
-    def output(self, job_id: FromPath[str], index: FromPath[int], services: ServicesDependency) -> File:
+    def output(self, job_id: FromPath[str], index: FromPath[int], services: ServicesDependency) -> Response[Any]:
         record = services.jobs.get(job_id)
         result = record.result
         if result is None:
@@ -121,15 +122,13 @@ class JobsController(Controller):
                 f"job {job_id} has {len(result.outputs)} output(s); there is no index {index}", field="index"
             )
         output = result.outputs[index]
-        if output.path is None or record.files_released or not output.path.is_file():
+        kept = None
+        if output.path is not None and not record.files_released:
+            kept = kept_file(output.path, filename=output.filename, media_type=output.content_type)
+        if kept is None:
             where = f"; it was uploaded to {output.url}" if output.url else ""
             raise JobNotFound(f"output {index} of job {job_id} is no longer kept{where}", field="index")
-        return File(
-            path=output.path,
-            filename=output.filename,
-            media_type=output.content_type,
-            content_disposition_type="inline",
-        )
+        return kept
 
     @post("/{job_id:str}/cancel", summary="Cancel a queued or running job (idempotent)", status_code=200)
     async def cancel(self, job_id: FromPath[str], services: ServicesDependency) -> CancelResponse:
