@@ -339,7 +339,9 @@ def test_a_subgraph_that_contains_itself_is_refused() -> None:
 # -- group nodes (the older editor's) ---------------------------------------------------------------------------
 
 
-def sampler_group_workflow(group_values: list[Any], inner: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def sampler_group_workflow(
+    group_values: list[Any], inner: list[dict[str, Any]] | None = None, inner_links: list[list[Any]] | None = None
+) -> dict[str, Any]:
     """Checkpoint, prompts and latent -> a group node "Sample and decode" (KSampler -> VAEDecode inside) -> SaveImage.
     The group's inputs are the inner inputs no inner link feeds (KSampler's model, positive, negative, latent_image,
     then VAEDecode's vae); its one output is VAEDecode's IMAGE (KSampler's LATENT only feeds the decoder)."""
@@ -373,7 +375,7 @@ def sampler_group_workflow(group_values: list[Any], inner: list[dict[str, Any]] 
                 {"type": "VAEDecode", "index": 1, "inputs": []},
                 {"type": "Note", "index": 2, "widgets_values": ["why these settings"]},
             ],
-            "links": [[0, 0, 1, 0, 7, "LATENT"]],
+            "links": inner_links if inner_links is not None else [[0, 0, 1, 0, 7, "LATENT"]],
             "external": [],
         }}},
     }  # fmt: skip
@@ -404,12 +406,14 @@ def test_a_group_node_the_conversion_cannot_lay_out_is_refused_naming_what_it_us
     with pytest.raises(ConversionError, match="8 widget values where its inner nodes' widgets take 7") as refused:
         ui_to_api(sampler_group_workflow(extra_value), DEFINITIONS)
     assert refused.value.node_id == "10"
-    with_primitive = [
-        {"type": "PrimitiveNode", "outputs": [{"name": "INT", "type": "INT", "widget": {"name": "seed"}}]},
-        {"type": "KSampler", "inputs": [{"name": "seed", "type": "INT", "widget": {"name": "seed"}, "link": 8}]},
-    ]
-    with pytest.raises(ConversionError, match=r"holds a primitive node.*convert it to a subgraph"):
-        ui_to_api(sampler_group_workflow([42, "fixed"], inner=with_primitive), DEFINITIONS)
+    renamed = sampler_group_workflow([42, "fixed", 25, 6.5, "euler", "karras", 0.9])
+    renamed["extra"]["groupNodes"]["Sample and decode"]["config"] = {"0": {"input": {"seed": {"name": "noise"}}}}
+    with pytest.raises(ConversionError, match=r"renames or hides some of its inputs.*convert it to a subgraph"):
+        ui_to_api(renamed, DEFINITIONS)
+    stranger = sampler_group_workflow([42, "fixed", 25, 6.5, "euler", "karras", 0.9])
+    stranger["nodes"][4]["inputs"].append({"name": "wobble", "type": "INT", "widget": {"name": "wobble"}, "link": 5})
+    with pytest.raises(ConversionError, match="its input 'wobble' is a widget its inner nodes do not have"):
+        ui_to_api(stranger, DEFINITIONS)
     garbled = sampler_group_workflow([42, "fixed", 25, 6.5, "euler", "karras", 0.9])
     garbled["extra"]["groupNodes"]["Sample and decode"]["links"] = [["zero", 0, 1, 0]]
     with pytest.raises(ConversionError, match="malformed link"):  # a 400 naming the node, never a crash
@@ -417,3 +421,116 @@ def test_a_group_node_the_conversion_cannot_lay_out_is_refused_naming_what_it_us
     muted = sampler_group_workflow([42, "fixed", 25, 6.5, "euler", "karras", 0.9])
     muted["nodes"][4]["mode"] = 2
     assert set(ui_to_api(muted, DEFINITIONS)) == {"1", "2", "3", "4", "9"}  # a muted group is left out unread
+
+
+SAMPLER_SLOTS = [slot(name, kind, None) for name, kind in
+                 (("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                  ("latent_image", "LATENT"))]  # fmt: skip
+
+
+def test_a_primitive_and_a_reroute_inside_a_group_feed_what_they_are_linked_to() -> None:
+    inner = [
+        {"type": "PrimitiveNode", "outputs": [{"name": "INT", "type": "INT", "widget": {"name": "seed"}}]},
+        {"type": "KSampler", "inputs": [*SAMPLER_SLOTS, slot("seed", "INT", 8, widget="seed")]},
+        {"type": "Reroute", "inputs": [{"name": "", "type": "*", "link": 9}]},
+        {"type": "VAEDecode", "inputs": []},
+    ]
+    links = [[0, 0, 1, 4, 8, "INT"], [1, 0, 2, 0, 9, "LATENT"], [2, 0, 3, 0, 10, "LATENT"]]
+    # The primitive's value and its control come first (inner node 0), then the sampler's other widgets.
+    graph = ui_to_api(sampler_group_workflow([42, "fixed", 25, 6.5, "euler", "karras", 0.9], inner, links), DEFINITIONS)
+    assert set(graph) == {"1", "2", "3", "4", "9", "10:1", "10:3"}
+    assert graph["10:1"]["inputs"] == {
+        "seed": 42,
+        "steps": 25,
+        "cfg": 6.5,
+        "sampler_name": "euler",
+        "scheduler": "karras",
+        "denoise": 0.9,
+        "model": ["1", 0],
+        "positive": ["2", 0],
+        "negative": ["3", 0],
+        "latent_image": ["4", 0],
+    }
+    assert graph["10:3"]["inputs"] == {"samples": ["10:1", 0], "vae": ["1", 2]}  # through the reroute
+    assert graph["9"]["inputs"]["images"] == ["10:3", 0]
+
+
+def test_a_primitive_feeding_a_list_inside_a_group_saves_its_control_and_filter_too() -> None:
+    inner = [
+        {"type": "PrimitiveNode", "outputs": [{"name": "COMBO", "type": "COMBO", "widget": {"name": "sampler_name"}}]},
+        {"type": "KSampler", "inputs": [*SAMPLER_SLOTS, slot("sampler_name", "COMBO", 8, widget="sampler_name")]},
+        {"type": "VAEDecode", "inputs": []},
+    ]
+    links = [[0, 0, 1, 4, 8, "COMBO"], [1, 0, 2, 0, 9, "LATENT"]]
+    values = ["dpmpp_2m", "fixed", "", 42, "fixed", 25, 6.5, "karras", 0.9]
+    graph = ui_to_api(sampler_group_workflow(values, inner, links), DEFINITIONS)
+    sampler = graph["10:1"]["inputs"]
+    assert (sampler["sampler_name"], sampler["seed"], sampler["steps"], sampler["scheduler"]) == (
+        "dpmpp_2m", 42, 25, "karras")  # fmt: skip
+    with pytest.raises(ConversionError, match="8 widget values where its inner nodes' widgets take 9"):
+        ui_to_api(sampler_group_workflow(values[:-1], inner, links), DEFINITIONS)
+
+
+@pytest.mark.parametrize("fed", [False, True])
+def test_a_widget_converted_to_an_input_inside_a_group_is_the_groups_last_widget_and_an_input(fed: bool) -> None:
+    inner = [
+        {"type": "KSampler", "inputs": [*SAMPLER_SLOTS, {"name": "seed", "type": "INT", "widget": {"name": "seed"}}]},
+        {"type": "VAEDecode", "inputs": []},
+    ]
+    document = sampler_group_workflow([25, 6.5, "euler", "karras", 0.9, 42, "fixed"], inner)
+    seed_slot = slot("seed", "INT", 7 if fed else None, widget="seed")
+    document["nodes"][4]["inputs"].append(seed_slot)
+    if fed:  # the instance's seed input, fed by a primitive outside the group
+        document["nodes"].append(
+            node(11, "PrimitiveNode", widgets=[7, "fixed"],
+                 outputs=[{"name": "INT", "type": "INT", "links": [7], "widget": {"name": "seed"}}]))  # fmt: skip
+        document["links"].append([7, 11, 0, 10, 5, "INT"])
+    graph = ui_to_api(document, DEFINITIONS)
+    assert graph["10:0"]["inputs"]["seed"] == (7 if fed else 42)
+    assert (graph["10:0"]["inputs"]["steps"], graph["10:0"]["inputs"]["denoise"]) == (25, 0.9)
+
+
+def test_a_groups_widget_found_by_its_editor_name_when_two_inner_nodes_share_a_widget_name() -> None:
+    encoder = {"type": "CLIPTextEncode", "inputs": []}
+    group_inputs = [
+        slot("clip", "CLIP", 1),
+        slot("Negative clip", "CLIP", 2),
+        {"name": "Negative text", "type": "STRING", "widget": {"name": "Negative text"}, "link": 3},
+    ]
+    document = {
+        "nodes": [
+            node(1, "CheckpointLoaderSimple", widgets=["sd15.safetensors"],
+                 outputs=[{"name": "CLIP", "type": "CLIP", "links": [1, 2]}]),
+            node(11, "PrimitiveNode", widgets=["from outside"],
+                 outputs=[{"name": "STRING", "type": "STRING", "links": [3], "widget": {"name": "Negative text"}}]),
+            node(10, "workflow>Prompts", inputs=group_inputs, widgets=["a cat", "overridden"]),
+        ],
+        "links": [[1, 1, 1, 10, 0, "CLIP"], [2, 1, 1, 10, 1, "CLIP"], [3, 11, 0, 10, 2, "STRING"]],
+        "extra": {"groupNodes": {"Prompts": {
+            "nodes": [encoder, {**encoder, "title": "Negative"}], "links": [], "external": []}}},
+    }  # fmt: skip
+    graph = ui_to_api(document, DEFINITIONS)
+    assert graph["10:0"]["inputs"] == {"text": "a cat", "clip": ["1", 1]}
+    assert graph["10:1"]["inputs"] == {"text": "from outside", "clip": ["1", 1]}
+    assert graph["10:1"]["_meta"]["title"] == "Negative"
+
+
+def test_reroutes_at_a_groups_edges_are_its_input_and_output() -> None:
+    document = {
+        "nodes": [
+            node(1, "EmptyImage", outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [1]}], widgets=[64, 32, 1, 255]),
+            node(10, "workflow>Invert", inputs=[slot("IMAGE", "IMAGE", 1)],
+                 outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [2]}]),
+            node(9, "SaveImage", inputs=[slot("images", "IMAGE", 2)], widgets=["out"]),
+        ],
+        "links": [[1, 1, 0, 10, 0, "IMAGE"], [2, 10, 0, 9, 0, "IMAGE"]],
+        "extra": {"groupNodes": {"Invert": {
+            "nodes": [{"type": "Reroute"}, {"type": "ImageInvert"}, {"type": "Reroute"}],
+            "links": [[0, 0, 1, 0, 5, "IMAGE"], [1, 0, 2, 0, 6, "IMAGE"]],
+            "external": [[2, 0, "IMAGE"]],
+        }}},
+    }  # fmt: skip
+    graph = ui_to_api(document, DEFINITIONS)
+    assert set(graph) == {"1", "10:1", "9"}
+    assert graph["10:1"]["inputs"] == {"image": ["1", 0]}
+    assert graph["9"]["inputs"]["images"] == ["10:1", 0]
