@@ -1,4 +1,5 @@
-"""HTTP client for one ComfyUI: queue, history, interrupt, object_info, models, inputs, outputs. One httpx client.
+"""HTTP client for one ComfyUI: queue, history, interrupt, object_info, models, inputs, outputs. One httpx client, on
+aiohttp's connections (`transport.py`).
 
 Maps transport failures and 5xx to ComfyUnavailable, unreadable answers to ComfyProtocolError, and graph
 validation failures to WorkflowRejected. Knows nothing about jobs, webhooks or our HTTP routes.
@@ -17,6 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
+from comfyui_api.comfy.transport import ComfyTransport
 from comfyui_api.errors import ComfyProtocolError, ComfyUnavailable, WorkflowRejected
 
 logger = logging.getLogger(__name__)
@@ -41,9 +43,13 @@ class ComfyClient:
     def __init__(self, base_url: str, *, timeout_s: float = 30.0, transport: httpx.AsyncBaseTransport | None = None):
         self.base_url = base_url.rstrip("/")
         self._timeout_s = timeout_s
-        # trust_env=False: ComfyUI is a local service; an environment proxy must not sit in between.
+        # trust_env=False: ComfyUI is a local service; an environment proxy must not sit in between (the aiohttp
+        # session under ComfyTransport does not read the environment either).
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, timeout=httpx.Timeout(timeout_s), transport=transport, trust_env=False
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout_s),
+            transport=transport or ComfyTransport(trust_env=False),
+            trust_env=False,
         )
 
     async def aclose(self) -> None:

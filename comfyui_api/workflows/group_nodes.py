@@ -183,7 +183,7 @@ def _definition(
             return None
         target, target_slot, value_kind = targets[0]
         spec: Any = value_kind
-        if value_kind == "COMBO":  # the list of choices comes from the widget it feeds
+        if value_kind in ("COMBO", "", "*"):  # a list's choices (or an unsaved type) come from the widget it feeds
             spec = _target_widget_spec(target, target_slot, inner_nodes, object_info)
         return {"input": {"required": {"value": [spec, {"control_after_generate": True}]}}, "output": [value_kind]}
     definition = object_info.get(kind)

@@ -428,14 +428,15 @@ SAMPLER_SLOTS = [slot(name, kind, None) for name, kind in
                   ("latent_image", "LATENT"))]  # fmt: skip
 
 
-def test_a_primitive_and_a_reroute_inside_a_group_feed_what_they_are_linked_to() -> None:
+@pytest.mark.parametrize("saved_type", ["INT", ""])  # a link saved without its type: the widget it feeds tells
+def test_a_primitive_and_a_reroute_inside_a_group_feed_what_they_are_linked_to(saved_type: str) -> None:
     inner = [
         {"type": "PrimitiveNode", "outputs": [{"name": "INT", "type": "INT", "widget": {"name": "seed"}}]},
         {"type": "KSampler", "inputs": [*SAMPLER_SLOTS, slot("seed", "INT", 8, widget="seed")]},
         {"type": "Reroute", "inputs": [{"name": "", "type": "*", "link": 9}]},
         {"type": "VAEDecode", "inputs": []},
     ]
-    links = [[0, 0, 1, 4, 8, "INT"], [1, 0, 2, 0, 9, "LATENT"], [2, 0, 3, 0, 10, "LATENT"]]
+    links = [[0, 0, 1, 4, 8, saved_type], [1, 0, 2, 0, 9, "LATENT"], [2, 0, 3, 0, 10, "LATENT"]]
     # The primitive's value and its control come first (inner node 0), then the sampler's other widgets.
     graph = ui_to_api(sampler_group_workflow([42, "fixed", 25, 6.5, "euler", "karras", 0.9], inner, links), DEFINITIONS)
     assert set(graph) == {"1", "2", "3", "4", "9", "10:1", "10:3"}

@@ -1,0 +1,97 @@
+"""comfy/transport.py under ComfyClient, against loopback sockets: a ComfyUI that never answers is a timeout, one that
+hangs up or is not there is unreachable (not a timeout), and a streamed answer arrives whole."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from comfyui_api.comfy.client import ComfyClient
+from comfyui_api.errors import ComfyUnavailable
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def _serve(handler: Handler) -> AsyncIterator[str]:
+    """A raw HTTP/1.1 peer on loopback; its connections are closed when the test ends."""
+    connections: set[asyncio.Task[None]] = set()
+
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.add(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            await handler(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(connection, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        for task in connections:
+            task.cancel()
+        await asyncio.gather(*connections, return_exceptions=True)
+        await server.wait_closed()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+
+
+@pytest.fixture
+async def silent() -> AsyncIterator[str]:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        await asyncio.sleep(30)
+
+    async for url in _serve(handler):
+        yield url
+
+
+@pytest.fixture
+async def hangs_up() -> AsyncIterator[str]:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+
+    async for url in _serve(handler):
+        yield url
+
+
+@pytest.fixture
+async def chunked() -> AsyncIterator[str]:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for part in (b'{"system": ', b'{"os": "posix"}, ', b'"devices": []}'):
+            writer.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async for url in _serve(handler):
+        yield url
+
+
+async def test_a_comfyui_that_never_answers_is_a_timeout(silent: str) -> None:
+    client = ComfyClient(silent, timeout_s=0.3)
+    with pytest.raises(ComfyUnavailable, match=r"did not answer GET /system_stats within 0.3s"):
+        await client.system_stats()
+    await client.aclose()
+
+
+async def test_a_comfyui_that_hangs_up_is_unreachable_not_slow(hangs_up: str) -> None:
+    client = ComfyClient(hangs_up, timeout_s=5)
+    with pytest.raises(ComfyUnavailable, match="unreachable") as failed:
+        await client.system_stats()
+    assert "within" not in str(failed.value)
+    await client.aclose()
+
+
+async def test_a_chunked_answer_arrives_whole(chunked: str) -> None:
+    client = ComfyClient(chunked, timeout_s=5)
+    assert await client.system_stats() == {"system": {"os": "posix"}, "devices": []}
+    await client.aclose()
