@@ -1,7 +1,8 @@
 """Output collection: every file and text a finished prompt reported (history `outputs` or `executed` frames),
 brought into our work folder as `OutputFile`s, and removed from ComfyUI's folders unless kept.
 
-Reads files from disk when ComfyUI shares our filesystem, else through `ComfyClient.download_output`.
+Reads files from disk when ComfyUI shares our filesystem, else through `ComfyClient.download_output` (started as
+each node reports its files: `OutputPrefetch`).
 Holds paths, never whole files in memory. Knows nothing about HTTP responses or storage providers.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import glob
+import itertools
 import os
 import shutil
 from collections.abc import Iterable, Mapping
@@ -124,6 +126,61 @@ async def _take_file(source: Path, dest: Path, *, keep: bool) -> int:
     return dest.stat().st_size  # noqa: ASYNC240 - a metadata call: cheaper than a thread hop
 
 
+def _job_prefix(job_id: str) -> str:
+    """What the names of a job's files in the flat work folder start with."""
+    if JOB_FILE_SEPARATOR in job_id or "/" in job_id or "\\" in job_id:
+        raise ValueError(f"job id {job_id!r} cannot name a local file")
+    return f"{job_id}{JOB_FILE_SEPARATOR}"
+
+
+_PREFETCH_IN_FLIGHT = 4  # downloads one job runs at once while ComfyUI is still working
+
+
+class OutputPrefetch:
+    """One job's saved outputs fetched through GET /view as each node reports them (no shared disk), so that the
+    downloads overlap the rest of the run instead of following it; `OutputCollector.collect` takes them over by
+    ComfyUI's reference. Previews (`temp`) are left for the collector: they count only when nothing was saved. What
+    is not taken (the run failed, or its history named other files) is removed by `aclose`."""
+
+    def __init__(self, client: OutputDownloader, prefix: Path):
+        self._client = client
+        self._prefix = prefix  # the job's files in the work folder start so (OutputCollector.remove_job_files)
+        self._slots = asyncio.Semaphore(_PREFETCH_IN_FLIGHT)
+        self._fetches: dict[tuple[str, str, str], tuple[asyncio.Task[int], Path]] = {}
+        self._numbers = itertools.count()
+
+    def node_reported(self, node_id: str, ui: Mapping[str, Any]) -> None:
+        for ref in _node_refs(node_id, ui):
+            key = (ref.filename, ref.subfolder, ref.folder_type)
+            if ref.folder_type == "output" and key not in self._fetches:
+                path = Path(f"{self._prefix}{next(self._numbers)}")
+                task = asyncio.create_task(self._fetch(key, path), name=f"prefetch:{path.name}")
+                self._fetches[key] = (task, path)
+
+    async def _fetch(self, key: tuple[str, str, str], path: Path) -> int:
+        async with self._slots:
+            return await self._client.download_output(*key, path)
+
+    async def take(self, ref: OutputRef, dest: Path) -> int | None:
+        """The file's size once it is at `dest`, or None when it was not prefetched; a failed download raises."""
+        fetch = self._fetches.pop((ref.filename, ref.subfolder, ref.folder_type), None)
+        if fetch is None:
+            return None
+        task, path = fetch
+        size_bytes = await task
+        os.replace(path, dest)
+        return size_bytes
+
+    async def aclose(self) -> None:
+        fetches = list(self._fetches.values())
+        self._fetches.clear()
+        for task, _ in fetches:
+            task.cancel()
+        await asyncio.gather(*(task for task, _ in fetches), return_exceptions=True)
+        for _, path in fetches:
+            path.unlink(missing_ok=True)
+
+
 def discard(outputs: Iterable[OutputFile]) -> None:
     """Remove the local files of delivered outputs."""
     for output in outputs:
@@ -147,9 +204,7 @@ class OutputCollector:
         self._roots = {"output": [settings.output_dir], "temp": [settings.temp_dir, settings.temp_dir / "temp"]}
 
     def local_path(self, job_id: str, index: int, filename: str) -> Path:
-        if JOB_FILE_SEPARATOR in job_id or "/" in job_id or "\\" in job_id:
-            raise ValueError(f"job id {job_id!r} cannot name a local file")
-        return self._work_dir / f"{job_id}{JOB_FILE_SEPARATOR}{index:03d}_{Path(filename).name}"
+        return self._work_dir / f"{_job_prefix(job_id)}{index:03d}_{Path(filename).name}"
 
     def remove_job_files(self, job_id: str) -> None:
         """Remove whatever is left of a job's collected (or converted) outputs, e.g. after it failed."""
@@ -188,23 +243,37 @@ class OutputCollector:
                         removed += 1
         return removed
 
+    def prefetch(self, job_id: str) -> OutputPrefetch | None:
+        """A job's output prefetch when outputs come through GET /view; None when they are read from disk."""
+        if self._settings.outputs_colocated:
+            return None
+        return OutputPrefetch(self._client, self._work_dir / f"{_job_prefix(job_id)}prefetch-")
+
     async def collect(
-        self, job_id: str, outputs_by_node: Mapping[str, Any], *, keep: bool | None = None
+        self,
+        job_id: str,
+        outputs_by_node: Mapping[str, Any],
+        *,
+        keep: bool | None = None,
+        prefetched: OutputPrefetch | None = None,
     ) -> tuple[list[OutputFile], list[str]]:
-        """Bring every reported file into the work folder (sequentially: disk-bound, and keeps order). On failure
-        the files already collected are removed."""
+        """Bring every reported file into the work folder (sequentially: disk-bound, and keeps order), taking over
+        what was `prefetched`. On failure the files already collected are removed."""
         refs, texts = parse_outputs(outputs_by_node)
         keep_files = self._settings.keep_outputs if keep is None else keep
         files: list[OutputFile] = []
         try:
             for index, ref in enumerate(refs):
-                files.append(await self._collect_one(ref, self.local_path(job_id, index, ref.filename), keep_files))
+                dest = self.local_path(job_id, index, ref.filename)
+                files.append(await self._collect_one(ref, dest, keep_files, prefetched))
         except BaseException:
             discard(files)
             raise
         return files, texts
 
-    async def _collect_one(self, ref: OutputRef, dest: Path, keep: bool) -> OutputFile:
+    async def _collect_one(
+        self, ref: OutputRef, dest: Path, keep: bool, prefetched: OutputPrefetch | None
+    ) -> OutputFile:
         if self._settings.outputs_colocated:
             source = self._local_path(ref)
             try:
@@ -214,7 +283,10 @@ class OutputCollector:
                     f"ComfyUI reported output {ref.subfolder}/{ref.filename} ({ref.folder_type}) but it is not on disk"
                 ) from None
         else:
-            size_bytes = await self._client.download_output(ref.filename, ref.subfolder, ref.folder_type, dest)
+            taken = await prefetched.take(ref, dest) if prefetched is not None else None
+            if taken is None:
+                taken = await self._client.download_output(ref.filename, ref.subfolder, ref.folder_type, dest)
+            size_bytes = taken
         return OutputFile(
             node_id=ref.node_id,
             kind=ref.kind,

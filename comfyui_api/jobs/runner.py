@@ -285,19 +285,27 @@ class JobRunner:
                 entry.mark_running()
                 stages.enter("execute")
 
-        with self._instance.events.subscribe(prompt_id) as subscription:
-            clock.queued_ms = _now_ms()
-            stages.enter("queue")
-            try:
-                await self._submit(entry, graph, sink, request.extra_data)
-            except WorkflowRejected:
-                await self._discard_partial_run(entry, graph, subscription)
-                raise
-            watch = self._watch(entry, graph, subscription, sink, on_started=started)
-            outcome = await watch.wait()
-        clock.finished_ms = _now_ms()
-        stages.enter("collect")
-        outputs, texts = await self._collector.collect(request.id, outcome.outputs, keep=request.keep_outputs)
+        prefetch = self._collector.prefetch(request.id)
+        try:
+            with self._instance.events.subscribe(prompt_id) as subscription:
+                clock.queued_ms = _now_ms()
+                stages.enter("queue")
+                try:
+                    await self._submit(entry, graph, sink, request.extra_data)
+                except WorkflowRejected:
+                    await self._discard_partial_run(entry, graph, subscription)
+                    raise
+                reported = prefetch.node_reported if prefetch is not None else None
+                watch = self._watch(entry, graph, subscription, sink, on_started=started, on_output=reported)
+                outcome = await watch.wait()
+            clock.finished_ms = _now_ms()
+            stages.enter("collect")
+            outputs, texts = await self._collector.collect(
+                request.id, outcome.outputs, keep=request.keep_outputs, prefetched=prefetch
+            )
+        finally:
+            if prefetch is not None:
+                await prefetch.aclose()
         delivered = DeliveredOutputs(outputs, None)
         if self._delivery is not None:
             if request.upload is not None:
@@ -350,6 +358,7 @@ class JobRunner:
         sink: EventSink,
         *,
         on_started: Callable[[], None] = lambda: None,
+        on_output: Callable[[str, Mapping[str, Any]], None] | None = None,
     ) -> PromptWatch:
         assert entry.prompt_id is not None
         return PromptWatch(
@@ -361,6 +370,7 @@ class JobRunner:
             sink=sink,
             idle_timeout_s=self._settings.comfy.ws_idle_timeout_s,
             on_started=on_started,
+            on_output=on_output or (lambda _node, _output: None),
             seen_outputs=entry.seen_outputs,
         )
 

@@ -119,6 +119,7 @@ class PromptWatch:
         sink: EventSink,
         idle_timeout_s: float,
         on_started: Callable[[], None] = lambda: None,
+        on_output: Callable[[str, Mapping[str, Any]], None] = lambda _node, _output: None,
         seen_outputs: dict[str, Any] | None = None,
     ):
         self._job_id = job_id  # ours: named in events and errors
@@ -129,6 +130,7 @@ class PromptWatch:
         self._sink = sink
         self._idle_timeout_s = idle_timeout_s
         self._on_started = on_started
+        self._on_output = on_output  # a node reported its output (`executed`)
         # Every node's reported output, kept up to date for the caller (what a failed job must clean up).
         self._seen_outputs = seen_outputs if seen_outputs is not None else {}
         self._progress = ProgressTracker(graph)
@@ -200,6 +202,7 @@ class PromptWatch:
         elif isinstance(message, msg.Executed) and message.node is not None:
             self._outcome.outputs[message.node] = dict(message.output)
             self._seen_outputs[message.node] = dict(message.output)
+            self._on_output(message.node, message.output)
         elif isinstance(message, msg.Preview):
             self._sink(PreviewProduced(self._job_id, message.node_id, message.content_type, message.data))
 

@@ -81,6 +81,9 @@ class FakeClient:
         self.deleted: list[str] = []
         self.interrupted: list[str | None] = []
         self.reject: WorkflowRejected | None = None
+        self.view_dir: Path | None = None  # set: GET /view serves this folder (outputs not co-located)
+        self.delivered: list[msg.ComfyMessage] = []
+        self.downloads: list[tuple[str, type[msg.ComfyMessage]]] = []  # file, and the last frame delivered before
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def queue_prompt(
@@ -107,6 +110,7 @@ class FakeClient:
             if isinstance(step, int | float):
                 await asyncio.sleep(step)
             elif isinstance(step, msg.ComfyMessage):
+                self.delivered.append(step)
                 self.events.deliver(prompt_id, step)
             elif inspect.isawaitable(outcome := step()):
                 await outcome
@@ -130,7 +134,12 @@ class FakeClient:
             self.positions.pop(prompt_id, None)  # stops at once: it leaves the queue, as ComfyUI's does when it stops
 
     async def download_output(self, filename: str, subfolder: str, folder_type: str, dest: Path) -> int:
-        raise AssertionError("outputs are co-located in these tests")
+        if self.view_dir is None:
+            raise AssertionError("outputs are co-located in these tests")
+        self.downloads.append((filename, type(self.delivered[-1])))
+        content = await asyncio.to_thread((self.view_dir / subfolder / filename).read_bytes)
+        await asyncio.to_thread(dest.write_bytes, content)
+        return len(content)
 
 
 class FakeInstance:

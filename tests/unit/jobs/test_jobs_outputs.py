@@ -179,3 +179,84 @@ async def test_same_name_in_two_subfolders_does_not_collide(tmp_path: Path) -> N
     assert files[0].path != files[1].path
     assert files[0].path is not None and files[1].path is not None
     assert files[0].path.read_bytes() != files[1].path.read_bytes()
+
+
+class GatedView:
+    """GET /view stand-in whose downloads wait for `release` (so a test sees them in flight), or fail for names
+    in `failing`."""
+
+    def __init__(self, failing: frozenset[str] = frozenset()) -> None:
+        self.asked: list[tuple[str, str, str]] = []
+        self.release = asyncio.Event()
+        self.failing = failing
+        self.in_flight = 0
+        self.moved = asyncio.Event()  # set whenever another download is in flight
+
+    async def download_output(self, filename: str, subfolder: str, folder_type: str, dest: Path) -> int:
+        self.asked.append((filename, subfolder, folder_type))
+        await asyncio.to_thread(dest.write_bytes, PNG[:10])  # a partial file, as a download leaves in flight
+        self.in_flight += 1
+        self.moved.set()
+        await self.release.wait()
+        if filename in self.failing:
+            await asyncio.to_thread(dest.unlink)
+            raise ComfyProtocolError(f"could not serve {filename}")
+        await asyncio.to_thread(dest.write_bytes, PNG)
+        return len(PNG)
+
+
+async def test_outputs_are_fetched_as_nodes_report_them_and_collected_without_a_second_download(
+    tmp_path: Path,
+) -> None:
+    view = GatedView()
+    collector = OutputCollector(comfy_dirs(tmp_path, outputs_colocated=False), view, tmp_path / "work")
+    prefetch = collector.prefetch("job")
+    assert prefetch is not None
+    first, second = {"images": [entry("a.png", "sub")]}, {"images": [entry("b.png"), entry("p.png", "", "temp")]}
+    prefetch.node_reported("9", first)
+    prefetch.node_reported("10", second)
+    prefetch.node_reported("9", first)  # reported again (a cached node's frame): fetched once
+    await asyncio.sleep(0)
+    assert view.asked == [("a.png", "sub", "output"), ("b.png", "", "output")]  # previews are left for later
+    view.release.set()
+    files, _ = await collector.collect("job", {"9": first, "10": second}, prefetched=prefetch)
+    await prefetch.aclose()
+    assert view.asked == [("a.png", "sub", "output"), ("b.png", "", "output")]
+    assert [file.filename for file in files] == ["a.png", "b.png"]
+    assert all(file.path is not None and file.path.read_bytes() == PNG for file in files)
+    assert sorted(path.name for path in (tmp_path / "work").iterdir()) == ["job@000_a.png", "job@001_b.png"]
+
+
+async def test_a_run_that_ends_without_collecting_leaves_no_prefetched_file(tmp_path: Path) -> None:
+    view = GatedView()
+    collector = OutputCollector(comfy_dirs(tmp_path, outputs_colocated=False), view, tmp_path / "work")
+    prefetch = collector.prefetch("job")
+    assert prefetch is not None
+    prefetch.node_reported("9", {"images": [entry(f"{n}.png") for n in range(6)]})
+    async with asyncio.timeout(5):
+        while view.in_flight < 4:
+            view.moved.clear()
+            await view.moved.wait()
+    await asyncio.sleep(0.05)
+    assert len(view.asked) == 4  # at most four at once for one job
+    assert len(list((tmp_path / "work").iterdir())) == 4
+    await prefetch.aclose()  # the run failed: in-flight downloads are cancelled, their files removed
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+async def test_a_prefetch_that_failed_fails_the_collection_and_leaves_no_file(tmp_path: Path) -> None:
+    view = GatedView(failing=frozenset({"b.png"}))
+    view.release.set()
+    collector = OutputCollector(comfy_dirs(tmp_path, outputs_colocated=False), view, tmp_path / "work")
+    prefetch = collector.prefetch("job")
+    assert prefetch is not None
+    outputs = {"9": {"images": [entry("a.png"), entry("b.png")]}}
+    prefetch.node_reported("9", outputs["9"])
+    with pytest.raises(ComfyProtocolError, match=r"could not serve b\.png"):
+        await collector.collect("job", outputs, prefetched=prefetch)
+    await prefetch.aclose()
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_colocated_outputs_are_not_prefetched(tmp_path: Path) -> None:
+    assert OutputCollector(comfy_dirs(tmp_path), NoView(), tmp_path / "work").prefetch("job") is None

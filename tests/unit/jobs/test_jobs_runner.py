@@ -53,7 +53,9 @@ GRAPH = {
 
 
 class Harness:
-    def __init__(self, tmp_path: Path, http: httpx.AsyncClient, script: Script, *, max_depth: int = 0):
+    def __init__(
+        self, tmp_path: Path, http: httpx.AsyncClient, script: Script, *, max_depth: int = 0, colocated: bool = True
+    ):
         self.tmp_path = tmp_path
         for name in ("input", "output", "temp"):
             (tmp_path / name).mkdir(exist_ok=True)
@@ -62,10 +64,12 @@ class Harness:
             output_dir=tmp_path / "output",
             temp_dir=tmp_path / "temp",
             ws_idle_timeout_s=0.2,
+            outputs_colocated=colocated,
         )
         self.settings = Settings(comfy=comfy)
         self.events = FakeEvents()
         self.client = FakeClient(self.events, script)
+        self.client.view_dir = None if colocated else comfy.output_dir
         self.instance = FakeInstance(self.client, self.events)
         self.registry = JobRegistry(max_depth=max_depth)
         self.runner = JobRunner(
@@ -135,6 +139,22 @@ async def test_success_emits_events_in_order_and_returns_files(tmp_path, http) -
     assert harness.events.subscriptions[harness.prompt_of("job-1")] == []
     discard(result.outputs)
     assert harness.leftovers() == []
+
+
+async def test_without_a_shared_disk_outputs_are_fetched_while_the_prompt_is_still_running(tmp_path, http) -> None:
+    base = success_script(tmp_path / "output", PNG)
+
+    def script(prompt_id: str, graph: Mapping[str, Any]) -> list[Step]:
+        steps = base(prompt_id, graph)
+        executed = next(i for i, step in enumerate(steps) if isinstance(step, msg.Executed))
+        return [*steps[: executed + 1], 0.05, *steps[executed + 1 :]]  # ComfyUI still busy after the save
+
+    harness = Harness(tmp_path, http, script, colocated=False)
+    result = await harness.run()
+    assert harness.client.downloads == [("job-1_shot_00001_.png", msg.Executed)]  # before the prompt's end
+    assert result.outputs[0].path is not None and result.outputs[0].path.read_bytes() == PNG
+    discard(result.outputs)
+    assert [path.name for path in harness.leftovers()] == ["job-1_shot_00001_.png"]  # ComfyUI's own copy only
 
 
 async def test_media_inputs_are_staged_and_removed_afterwards(tmp_path, http) -> None:
