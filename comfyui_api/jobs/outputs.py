@@ -134,36 +134,52 @@ def _job_prefix(job_id: str) -> str:
 
 
 _PREFETCH_IN_FLIGHT = 4  # downloads one job runs at once while ComfyUI is still working
+# A file whose prompt ends within this long of reporting it is collected as usual (most often the last save of a
+# prompt): a prefetch would only add a task between the download and the job.
+_PREFETCH_AFTER_S = 0.005
+
+_Key = tuple[str, str, str]  # ComfyUI's reference to a file: filename, subfolder, type
 
 
 class OutputPrefetch:
-    """One job's saved outputs fetched through GET /view as each node reports them (no shared disk), so that the
-    downloads overlap the rest of the run instead of following it; `OutputCollector.collect` takes them over by
-    ComfyUI's reference. Previews (`temp`) are left for the collector: they count only when nothing was saved. What
-    is not taken (the run failed, or its history named other files) is removed by `aclose`."""
+    """One job's saved outputs fetched through GET /view while the prompt goes on after its node reported them (no
+    shared disk), so that the downloads overlap the rest of the run instead of following it;
+    `OutputCollector.collect` takes them over by ComfyUI's reference. Previews (`temp`) are left for the collector:
+    they count only when nothing was saved. What is not taken (the run failed, or its history named other files) is
+    removed by `aclose`."""
 
     def __init__(self, client: OutputDownloader, prefix: Path):
         self._client = client
         self._prefix = prefix  # the job's files in the work folder start so (OutputCollector.remove_job_files)
         self._slots = asyncio.Semaphore(_PREFETCH_IN_FLIGHT)
-        self._fetches: dict[tuple[str, str, str], tuple[asyncio.Task[int], Path]] = {}
+        self._waiting: dict[_Key, asyncio.TimerHandle] = {}
+        self._fetches: dict[_Key, tuple[asyncio.Task[int], Path]] = {}
         self._numbers = itertools.count()
 
     def node_reported(self, node_id: str, ui: Mapping[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
         for ref in _node_refs(node_id, ui):
             key = (ref.filename, ref.subfolder, ref.folder_type)
-            if ref.folder_type == "output" and key not in self._fetches:
-                path = Path(f"{self._prefix}{next(self._numbers)}")
-                task = asyncio.create_task(self._fetch(key, path), name=f"prefetch:{path.name}")
-                self._fetches[key] = (task, path)
+            if ref.folder_type == "output" and key not in self._waiting and key not in self._fetches:
+                self._waiting[key] = loop.call_later(_PREFETCH_AFTER_S, self._start, key)
 
-    async def _fetch(self, key: tuple[str, str, str], path: Path) -> int:
+    def _start(self, key: _Key) -> None:
+        self._waiting.pop(key, None)
+        path = Path(f"{self._prefix}{next(self._numbers)}")
+        self._fetches[key] = (asyncio.create_task(self._fetch(key, path), name=f"prefetch:{path.name}"), path)
+
+    async def _fetch(self, key: _Key, path: Path) -> int:
         async with self._slots:
             return await self._client.download_output(*key, path)
 
     async def take(self, ref: OutputRef, dest: Path) -> int | None:
-        """The file's size once it is at `dest`, or None when it was not prefetched; a failed download raises."""
-        fetch = self._fetches.pop((ref.filename, ref.subfolder, ref.folder_type), None)
+        """The file's size once it is at `dest`, or None when its download had not started (the caller downloads
+        it); a failed download raises."""
+        key = (ref.filename, ref.subfolder, ref.folder_type)
+        waiting = self._waiting.pop(key, None)
+        if waiting is not None:
+            waiting.cancel()
+        fetch = self._fetches.pop(key, None)
         if fetch is None:
             return None
         task, path = fetch
@@ -172,6 +188,9 @@ class OutputPrefetch:
         return size_bytes
 
     async def aclose(self) -> None:
+        for waiting in self._waiting.values():
+            waiting.cancel()
+        self._waiting.clear()
         fetches = list(self._fetches.values())
         self._fetches.clear()
         for task, _ in fetches:

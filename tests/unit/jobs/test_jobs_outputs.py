@@ -216,7 +216,7 @@ async def test_outputs_are_fetched_as_nodes_report_them_and_collected_without_a_
     prefetch.node_reported("9", first)
     prefetch.node_reported("10", second)
     prefetch.node_reported("9", first)  # reported again (a cached node's frame): fetched once
-    await asyncio.sleep(0)
+    await asyncio.sleep(0.05)  # the prompt goes on: the downloads start
     assert view.asked == [("a.png", "sub", "output"), ("b.png", "", "output")]  # previews are left for later
     view.release.set()
     files, _ = await collector.collect("job", {"9": first, "10": second}, prefetched=prefetch)
@@ -252,10 +252,31 @@ async def test_a_prefetch_that_failed_fails_the_collection_and_leaves_no_file(tm
     assert prefetch is not None
     outputs = {"9": {"images": [entry("a.png"), entry("b.png")]}}
     prefetch.node_reported("9", outputs["9"])
+    await asyncio.sleep(0.05)  # both downloads started and ended (one failed) before the prompt ended
+    assert len(view.asked) == 2
     with pytest.raises(ComfyProtocolError, match=r"could not serve b\.png"):
         await collector.collect("job", outputs, prefetched=prefetch)
     await prefetch.aclose()
     assert list((tmp_path / "work").iterdir()) == []
+    assert len(view.asked) == 2  # the failed download is not tried again by the collector
+
+
+async def test_a_file_collected_right_after_it_was_reported_is_downloaded_once_by_the_collector(
+    tmp_path: Path,
+) -> None:
+    view = GatedView()
+    view.release.set()
+    collector = OutputCollector(comfy_dirs(tmp_path, outputs_colocated=False), view, tmp_path / "work")
+    prefetch = collector.prefetch("job")
+    assert prefetch is not None
+    outputs = {"9": {"images": [entry("last.png")]}}
+    prefetch.node_reported("9", outputs["9"])  # the prompt's last save: it ends at once
+    files, _ = await collector.collect("job", outputs, prefetched=prefetch)
+    await asyncio.sleep(0.05)
+    await prefetch.aclose()
+    assert view.asked == [("last.png", "", "output")]
+    assert [path.name for path in (tmp_path / "work").iterdir()] == ["job@000_last.png"]
+    assert files[0].size_bytes == len(PNG)
 
 
 def test_colocated_outputs_are_not_prefetched(tmp_path: Path) -> None:
