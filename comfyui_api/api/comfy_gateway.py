@@ -15,7 +15,7 @@ import logging
 import mimetypes
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import FromPath, FromQuery
+from litestar.response import Stream
 
 from comfyui_api.api.kept_files import kept_file
 from comfyui_api.api.services import ServicesDependency
@@ -174,16 +175,22 @@ def _refused(what: str) -> Response[Any]:
     return _native({"error": {"type": "refused", "message": message}}, 403)
 
 
-async def _forwarded(services: ServicesDependency, request: Request[Any, Any, Any], path: str) -> Response[Any]:
-    content = await request.body() if request.method not in ("GET", "HEAD") else None
-    status, media_type, body = await services.instance.client.forward(
+async def _forwarded(
+    services: ServicesDependency, request: Request[Any, Any, Any], path: str, *, body: bytes | None = None
+) -> Stream:
+    """The request passed on to ComfyUI, its body (`body` when the handler has read it) and ComfyUI's answer
+    streamed through."""
+    content: bytes | AsyncIterator[bytes] | None = body
+    if content is None and request.method not in ("GET", "HEAD"):
+        content = request.stream()
+    answer = await services.instance.client.forward(
         request.method,
         "/" + path,
         params=dict(request.query_params),
         content=content,
         content_type=request.headers.get("content-type"),
     )
-    return Response(body, status_code=status, media_type=media_type)
+    return Stream(answer.body, status_code=answer.status_code, media_type=answer.content_type)
 
 
 class ComfyGatewayController(Controller):
@@ -264,14 +271,14 @@ class ComfyGatewayController(Controller):
     async def upload(
         self, request: Request[Any, Any, Any], services: ServicesDependency, gateway: GatewayDependency
     ) -> Response[Any]:
-        await request.body()  # read once: the form is parsed from it, and it is passed on as it came
+        body = await request.body()  # read once: the form is parsed from it, and it is passed on as it came
         if gateway.passthrough != PASSTHROUGH_FULL:
             form = await request.form()
             if str(form.get("subfolder") or "") or str(form.get("overwrite") or "").lower() == "true":
                 return _refused("an upload into a subfolder of input/ or over an existing file")
             if str(form.get("type") or "input") != "input":
                 return _refused("an upload outside input/")
-        return await _forwarded(services, request, "upload/image")
+        return await _forwarded(services, request, "upload/image", body=body)
 
     @post("/interrupt", status_code=200)
     async def interrupt(
@@ -282,7 +289,7 @@ class ComfyGatewayController(Controller):
             await gateway.jobs.cancel(prompt_id, "interrupted through /comfyui/interrupt")
             return _native({})
         if gateway.passthrough == PASSTHROUGH_FULL:
-            return await _forwarded(services, request, "interrupt")
+            return await _forwarded(services, request, "interrupt", body=await request.body())
         return _refused("/interrupt without the prompt_id of a job queued here")
 
     @post("/queue", status_code=200)
@@ -297,7 +304,7 @@ class ComfyGatewayController(Controller):
             if isinstance(prompt_id, str) and gateway.number_of(prompt_id) is not None:
                 await gateway.jobs.cancel(prompt_id, "deleted through /comfyui/queue")
         if gateway.passthrough == PASSTHROUGH_FULL and body.get("clear"):
-            return await _forwarded(services, request, "queue")
+            return await _forwarded(services, request, "queue", body=await request.body())
         return _native({})
 
     @route("/{path:path}", http_method=["GET", "POST", "PUT", "PATCH", "DELETE"])

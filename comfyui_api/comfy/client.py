@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,16 @@ class QueuedPrompt:
     prompt_id: str
     number: float
     node_errors: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ForwardedAnswer:
+    """ComfyUI's answer to a request passed on: status and content type, and the body to stream (read it to the end
+    or close it: it holds a connection until then)."""
+
+    status_code: int
+    content_type: str
+    body: AsyncIterator[bytes]
 
 
 class ComfyClient:
@@ -83,29 +93,31 @@ class ComfyClient:
         path: str,
         *,
         params: Mapping[str, str] | None = None,
-        content: bytes | None = None,
+        content: bytes | AsyncIterator[bytes] | None = None,
         content_type: str | None = None,
-        max_bytes: int = 64 * 1024 * 1024,
-    ) -> tuple[int, str, bytes]:
-        """One request passed on as it is (the `/comfyui` door): (status, content type, body). A body larger than
-        `max_bytes` is a ComfyProtocolError; an unreachable ComfyUI a ComfyUnavailable."""
+    ) -> ForwardedAnswer:
+        """One request passed on as it is (the `/comfyui` door), its body streamed both ways: the answer's status
+        and content type once ComfyUI has sent its headers, then its body as it arrives (the per-request timeout
+        applies between chunks). An unreachable ComfyUI is a ComfyUnavailable; one that breaks off mid-answer ends
+        the body early (logged)."""
         headers = {"content-type": content_type} if content_type else None
+        request = self._http.build_request(method, path, params=params, content=content, headers=headers)
         try:
-            async with self._http.stream(method, path, params=params, content=content, headers=headers) as response:
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > max_bytes:
-                        raise ComfyProtocolError(
-                            f"ComfyUI's answer to {method} {path} is larger than {max_bytes} bytes"
-                        )
-                return (
-                    response.status_code,
-                    response.headers.get("content-type", "application/octet-stream"),
-                    bytes(body),
-                )
+            response = await self._http.send(request, stream=True)
         except httpx.TransportError as exc:
             raise self._unavailable(method, path, exc) from exc
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in response.aiter_bytes():
+                    yield chunk
+            except httpx.TransportError as exc:
+                logger.warning("ComfyUI broke off its answer to %s %s: %r", method, path, exc)
+            finally:
+                await response.aclose()
+
+        content_type_there = response.headers.get("content-type", "application/octet-stream")
+        return ForwardedAnswer(response.status_code, content_type_there, body())
 
     async def upload_image(self, data: bytes, filename: str, *, overwrite: bool = False) -> str:
         """POST /upload/image of `data` into input/ (no subfolder); the name ComfyUI stored it under (ComfyUI picks

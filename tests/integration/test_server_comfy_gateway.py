@@ -147,3 +147,28 @@ def test_a_body_that_is_not_json_is_a_400_naming_it(server: ServerProcess, path:
     assert answer.status_code == 400
     error = answer.json()["error"]
     assert error.get("field", error.get("details")) == "body"
+
+
+def test_read_only_routes_are_passed_on_and_their_answers_streamed_through(server: ServerProcess) -> None:
+    through = httpx.get(server.url("/comfyui/object_info"), timeout=30)
+    direct = httpx.get(f"http://127.0.0.1:{server.comfy_port}/object_info", timeout=30)
+    assert through.status_code == 200 and through.headers["content-type"].startswith("application/json")
+    assert through.json() == direct.json()
+    one = httpx.get(server.url("/comfyui/object_info/SaveImage"), timeout=30).json()
+    assert list(one) == ["SaveImage"]
+
+
+@pytest.mark.parametrize("passthrough", ["off", "full"])
+def test_the_door_can_be_closed_or_opened_to_every_route(
+    tmp_path_factory: pytest.TempPathFactory, passthrough: str
+) -> None:
+    for server in running_server(
+        tmp_path_factory.mktemp(f"door-{passthrough}"), env={"COMFYUI_PASSTHROUGH": passthrough}
+    ):
+        freed = httpx.post(server.url("/comfyui/free"), json={"unload_models": True}, timeout=10)
+        stats = httpx.get(server.url("/comfyui/system_stats"), timeout=10)
+        if passthrough == "off":
+            assert (freed.status_code, stats.status_code) == (404, 404)
+        else:  # passed on as it is: ComfyUI's own answer
+            assert (freed.status_code, stats.status_code) == (200, 200)
+            assert "system" in stats.json()
