@@ -1,9 +1,10 @@
 """`/comfyui`: ComfyUI's own HTTP and websocket API, for clients written for ComfyUI (base URL
 `http://host:3000/comfyui`). Not a blind proxy: `POST /prompt` goes through the job service (staging rules, limits,
 admission, output isolation, a job record), `/history`, `/view`, `/queue` and `/interrupt` answer for those jobs,
-and `/ws?clientId=` carries each job's frames to the client that queued it only. Read-only routes (`/object_info`,
-`/system_stats`, `/models`, ...) and uploads into `input/` are passed on; routes that change ComfyUI for everyone are
-refused unless COMFYUI_PASSTHROUGH=full (then passed on as they are). The prompt id these clients see is the job id.
+and `/ws?clientId=` carries each job's frames to the client that queued it only (previews and SaveImageWebsocket
+images as ComfyUI's binary frames). Read-only routes (`/object_info`, `/system_stats`, `/models`, ...) and uploads
+into `input/` are passed on, streamed both ways; routes that change ComfyUI for everyone are refused unless
+COMFYUI_PASSTHROUGH=full (then passed on as they are). The prompt id these clients see is the job id.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import mimetypes
 import uuid
@@ -34,7 +36,7 @@ from comfyui_api.dialects import comfy_native
 from comfyui_api.dialects.salad import PromptRequest
 from comfyui_api.dialects.salad_request import to_job_request
 from comfyui_api.errors import ComfyApiError, ComfyUnavailable, InvalidRequest, RequestError, WorkflowRejected
-from comfyui_api.jobs.model import JobAccepted, JobCompleted, JobFailed, JobRequest
+from comfyui_api.jobs.model import JobAccepted, JobCompleted, JobFailed, JobRequest, PreviewProduced
 from comfyui_api.jobs.service import JobService
 from comfyui_api.jobs.staging import is_safe_job_id
 from comfyui_api.jobs.store import JobRecord
@@ -47,6 +49,10 @@ _READ_ONLY = ("object_info", "system_stats", "embeddings", "models", "features",
 _KEPT_JOBS = 1000  # jobs whose /history this door answers (the job store may keep fewer)
 _CLIENT_FRAMES = 10_000  # frames waiting for one slow websocket client before progress frames are dropped
 
+Frame = dict[str, Any] | PreviewProduced
+"""What a client's sockets are sent: a JSON frame, or a preview image that each socket renders as a binary frame
+in the format it negotiated."""
+
 
 class ComfyGateway:
     """The door's state: which jobs it queued (for whom, with which queue number) and the open websockets."""
@@ -56,7 +62,7 @@ class ComfyGateway:
         self.passthrough = passthrough
         self._numbers = itertools.count(1)
         self._jobs: OrderedDict[str, tuple[str | None, int]] = OrderedDict()  # job id -> (client id, number)
-        self._sockets: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
+        self._sockets: dict[str, set[asyncio.Queue[Frame]]] = {}
         self._forwarders: set[asyncio.Task[None]] = set()
 
     def number_of(self, job_id: str) -> int | None:
@@ -84,12 +90,12 @@ class ComfyGateway:
             task.add_done_callback(self._forwarders.discard)
         return number
 
-    def open(self, client_id: str) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(_CLIENT_FRAMES)
+    def open(self, client_id: str) -> asyncio.Queue[Frame]:
+        queue: asyncio.Queue[Frame] = asyncio.Queue(_CLIENT_FRAMES)
         self._sockets.setdefault(client_id, set()).add(queue)
         return queue
 
-    def close(self, client_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    def close(self, client_id: str, queue: asyncio.Queue[Frame]) -> None:
         queues = self._sockets.get(client_id, set())
         queues.discard(queue)
         if not queues:
@@ -105,15 +111,20 @@ class ComfyGateway:
         async for item in self.jobs.subscribe(job_id):
             if item is None:
                 continue
-            produced = comfy_native.frames(item.event, job_id)
-            if isinstance(item.event, JobCompleted | JobFailed):
+            event = item.event
+            produced: list[Frame] = []
+            if isinstance(event, PreviewProduced):
+                produced.append(event)
+            else:
+                produced.extend(comfy_native.frames(event, job_id))
+            if isinstance(event, JobCompleted | JobFailed):
                 produced.append(comfy_native.status_frame(self.jobs.registry.depth))
             for frame in produced:
                 for queue in list(self._sockets.get(client_id, ())):
                     try:
                         queue.put_nowait(frame)
                     except asyncio.QueueFull:
-                        log.debug("a /comfyui/ws client of %s is too slow: frame %s dropped", client_id, frame["type"])
+                        log.debug("a /comfyui/ws client of %s is too slow: a frame of %s dropped", client_id, job_id)
 
 
 async def submit_queued(gateway: ComfyGateway, job: JobRequest, client_id: str | None) -> JobRecord:
@@ -324,17 +335,49 @@ class ComfyGatewayController(Controller):
 
 
 @websocket("/comfyui/ws", dependencies={"gateway": Provide(provide_gateway, sync_to_thread=False)})
-async def comfy_websocket(socket: WebSocket[Any, Any, Any], gateway: GatewayDependency) -> None:
-    """ComfyUI's /ws: a `status` frame with the client's `sid`, then the frames of the jobs it queues."""
+async def comfy_websocket(
+    socket: WebSocket[Any, Any, Any], services: ServicesDependency, gateway: GatewayDependency
+) -> None:
+    """ComfyUI's /ws: a `status` frame with the client's `sid`, then the frames of the jobs it queues, previews (and
+    SaveImageWebsocket images) as binary frames: type 1, or type 4 with metadata once the client's first JSON frame
+    asked for it (`feature_flags`, answered with this door's own)."""
     await socket.accept()
     client_id = socket.query_params.get("clientId") or uuid.uuid4().hex
+    negotiated = _Negotiation(services.settings.server.max_body_bytes)
     await relay_frames(
         socket,
         gateway,
         client_id,
         first=comfy_native.status_frame(gateway.jobs.registry.depth, sid=client_id),
-        read=lambda _frames: _until_closed(socket),
+        read=lambda frames: negotiated.read(socket, frames),
+        preview=lambda event: comfy_native.preview_frame(event, event.job_id, with_metadata=negotiated.metadata),
     )
+
+
+class _Negotiation:
+    """One socket's feature flags: ComfyUI reads the client's first JSON text frame (a frame that is not JSON does
+    not count) and answers a `feature_flags` one with its own; anything else the client sends is ignored."""
+
+    def __init__(self, max_upload_bytes: int):
+        self.metadata = False
+        self._max_upload_bytes = max_upload_bytes
+
+    async def read(self, socket: WebSocket[Any, Any, Any], frames: asyncio.Queue[Frame]) -> None:
+        decided = False
+        while (message := await socket.receive())["type"] != "websocket.disconnect":
+            text = message.get("text")
+            if decided or not isinstance(text, str):
+                continue
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                continue
+            decided = True
+            asked = comfy_native.asks_preview_metadata(parsed)
+            if asked is not None:
+                self.metadata = asked
+                with contextlib.suppress(asyncio.QueueFull):
+                    frames.put_nowait(comfy_native.feature_flags_frame(self._max_upload_bytes))
 
 
 async def relay_frames(
@@ -343,10 +386,12 @@ async def relay_frames(
     client_id: str,
     *,
     first: dict[str, Any],
-    read: Callable[[asyncio.Queue[dict[str, Any]]], Coroutine[Any, Any, None]],
+    read: Callable[[asyncio.Queue[Frame]], Coroutine[Any, Any, None]],
+    preview: Callable[[PreviewProduced], bytes] | None = None,
 ) -> None:
     """Send `first`, then every frame for `client_id`'s jobs (and whatever `read` puts in the same queue, e.g. its
-    answers to what the client sends), until `read` returns (the client went away) or the socket breaks."""
+    answers to what the client sends), until `read` returns (the client went away) or the socket breaks. Previews
+    go out as `preview` renders them; without it they are left out."""
     frames = gateway.open(client_id)
     try:
         await socket.send_json(first)
@@ -358,7 +403,11 @@ async def relay_frames(
                 if getter not in done:
                     getter.cancel()
                     break
-                await socket.send_json(getter.result())
+                frame = getter.result()
+                if not isinstance(frame, PreviewProduced):
+                    await socket.send_json(frame)
+                elif preview is not None:
+                    await socket.send_bytes(preview(frame))
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
@@ -367,9 +416,3 @@ async def relay_frames(
         pass
     finally:
         gateway.close(client_id, frames)
-
-
-async def _until_closed(socket: WebSocket[Any, Any, Any]) -> None:
-    """Reads (and ignores) what the client sends, until it goes away."""
-    while (await socket.receive())["type"] != "websocket.disconnect":
-        pass

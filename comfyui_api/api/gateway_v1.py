@@ -19,6 +19,7 @@ from litestar.params import FromPath, FromQuery
 
 from comfyui_api.api.comfy_gateway import (
     ComfyGateway,
+    Frame,
     GatewayDependency,
     find_output,
     provide_gateway,
@@ -210,7 +211,7 @@ async def gateway_websocket(
     (ComfyUI's own: `executing`, `progress`, `executed`, ..., `execution_success`)."""
     await socket.accept()
 
-    async def read(replies: asyncio.Queue[dict[str, Any]]) -> None:
+    async def read(replies: asyncio.Queue[Frame]) -> None:
         while (message := await socket.receive())["type"] != "websocket.disconnect":
             raw = message.get("text") or message.get("bytes") or ""
             text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)

@@ -5,6 +5,8 @@ see is our job id (a uuid4): ComfyUI's own prompt id for the job never leaves th
 
 from __future__ import annotations
 
+import json
+import struct
 import time
 from typing import Any
 
@@ -17,9 +19,14 @@ from comfyui_api.jobs.model import (
     NodeExecuting,
     NodesCached,
     OutputFile,
+    PreviewProduced,
     ProgressUpdated,
 )
 from comfyui_api.jobs.store import JobRecord
+
+# Binary /ws frames: a big-endian u32 event type first (ComfyUI's protocol.py BinaryEventTypes).
+_PREVIEW_IMAGE, _PREVIEW_IMAGE_WITH_METADATA = 1, 4
+_IMAGE_TYPES = {"image/jpeg": 1, "image/png": 2}
 
 # The key of ComfyUI's `outputs` (history) and `executed` frames each output kind is reported under.
 _OUTPUT_KEYS = {"image": "images", "animated": "images", "video": "images", "audio": "audio", "latent": "latents"}
@@ -84,6 +91,39 @@ def status_frame(queue_remaining: int, sid: str | None = None) -> dict[str, Any]
     if sid is not None:
         data["sid"] = sid
     return {"type": "status", "data": data}
+
+
+def preview_frame(event: PreviewProduced, prompt_id: str, *, with_metadata: bool) -> bytes:
+    """The binary /ws frame of a preview (or a SaveImageWebsocket image): type 1 (`u32 1, u32 image type, image`)
+    for a client that did not negotiate, type 4 (`u32 4, u32 length, metadata JSON, image`) for one that said it
+    `supports_preview_metadata`."""
+    if not with_metadata:
+        return struct.pack(">II", _PREVIEW_IMAGE, _IMAGE_TYPES.get(event.content_type, 1)) + event.data
+    metadata = {
+        "node_id": event.node_id,
+        "prompt_id": prompt_id,
+        "display_node_id": event.node_id,
+        "parent_node_id": None,
+        "real_node_id": event.node_id,
+        "image_type": event.content_type,
+    }
+    encoded = json.dumps(metadata).encode()
+    return struct.pack(">II", _PREVIEW_IMAGE_WITH_METADATA, len(encoded)) + encoded + event.data
+
+
+def feature_flags_frame(max_upload_bytes: int) -> dict[str, Any]:
+    """The answer to a client's `feature_flags` frame: what this door supports."""
+    data = {"supports_preview_metadata": True, "max_upload_size": max_upload_bytes}
+    return {"type": "feature_flags", "data": data}
+
+
+def asks_preview_metadata(message: Any) -> bool | None:
+    """For a client's first JSON frame: whether it asks for previews with metadata (None: it is not `feature_flags`,
+    so there is nothing to answer)."""
+    if not isinstance(message, dict) or message.get("type") != "feature_flags":
+        return None
+    data = message.get("data")
+    return isinstance(data, dict) and data.get("supports_preview_metadata") is True
 
 
 def frames(event: JobEvent, prompt_id: str) -> list[dict[str, Any]]:

@@ -1,11 +1,14 @@
 """`/comfyui`: a client written for ComfyUI's own API (upload, /prompt with client_id, /ws, /history, /view) runs
-unchanged with `http://host:port/comfyui` as its base URL; two such clients at once see only their own frames; a
-refused graph answers as ComfyUI would; routes that change ComfyUI for everyone are refused, saying why."""
+unchanged with `http://host:port/comfyui` as its base URL; two such clients at once see only their own frames;
+images sent over the websocket arrive as ComfyUI's binary frames (type 1, or type 4 once negotiated); a refused graph
+answers as ComfyUI would; read-only routes are passed on; routes that change ComfyUI for everyone are refused,
+saying why (or passed on with COMFYUI_PASSTHROUGH=full; none with off)."""
 
 from __future__ import annotations
 
 import io
 import json
+import struct
 import threading
 import uuid
 from collections.abc import Iterator
@@ -172,3 +175,59 @@ def test_the_door_can_be_closed_or_opened_to_every_route(
         else:  # passed on as it is: ComfyUI's own answer
             assert (freed.status_code, stats.status_code) == (200, 200)
             assert "system" in stats.json()
+
+
+def _images_over_the_websocket(server: ServerProcess, *, negotiate: bool) -> tuple[str, list[bytes], list[dict]]:
+    """ComfyUI's websocket-images example, as its clients write it: EmptyImage -> SaveImageWebsocket, binary frames
+    collected while the `executing` node is the saving one. Returns the prompt id, the raw binary frames and the text
+    frames (after the first `status`)."""
+    graph = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 1, "color": 255}},
+        "save_image_websocket_node": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["1", 0]}},
+    }
+    client_id = uuid.uuid4().hex
+    ws_url = server.url("/comfyui").replace("http://", "ws://") + f"/ws?clientId={client_id}"
+    binary: list[bytes] = []
+    texts: list[dict] = []
+    with connect(ws_url, open_timeout=10) as socket:
+        assert json.loads(socket.recv(timeout=10))["type"] == "status"
+        if negotiate:
+            socket.send("not json: does not use up the first frame")
+            socket.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
+            texts.append(json.loads(socket.recv(timeout=10)))
+        answer = httpx.post(server.url("/comfyui/prompt"), json={"prompt": graph, "client_id": client_id}, timeout=30)
+        prompt_id = answer.json()["prompt_id"]
+        current_node = None
+        while True:
+            message = socket.recv(timeout=60)
+            if isinstance(message, bytes):
+                if current_node == "save_image_websocket_node":
+                    binary.append(message)
+                continue
+            frame = json.loads(message)
+            texts.append(frame)
+            data = frame.get("data", {})
+            if frame["type"] == "executing" and data.get("prompt_id") == prompt_id:
+                if data["node"] is None:
+                    break
+                current_node = data["node"]
+    return prompt_id, binary, texts
+
+
+def test_images_sent_over_the_websocket_reach_the_client_as_comfyui_sends_them(server: ServerProcess) -> None:
+    _, binary, _ = _images_over_the_websocket(server, negotiate=False)
+    assert len(binary) == 1
+    assert struct.unpack(">II", binary[0][:8]) == (1, 2)  # PREVIEW_IMAGE, PNG
+    assert Image.open(io.BytesIO(binary[0][8:])).size == (64, 48)
+
+
+def test_a_client_that_negotiates_gets_previews_with_their_metadata(server: ServerProcess) -> None:
+    prompt_id, binary, texts = _images_over_the_websocket(server, negotiate=True)
+    assert texts[0]["type"] == "feature_flags" and texts[0]["data"]["supports_preview_metadata"] is True
+    assert len(binary) == 1
+    kind, length = struct.unpack(">II", binary[0][:8])
+    metadata = json.loads(binary[0][8 : 8 + length])
+    assert kind == 4
+    assert (metadata["prompt_id"], metadata["node_id"], metadata["image_type"]) == (
+        prompt_id, "save_image_websocket_node", "image/png")  # fmt: skip
+    assert Image.open(io.BytesIO(binary[0][8 + length :])).size == (64, 48)
