@@ -97,13 +97,16 @@ class ComfyClient:
         content_type: str | None = None,
     ) -> ForwardedAnswer:
         """One request passed on as it is (the `/comfyui` door), its body streamed both ways: the answer's status
-        and content type once ComfyUI has sent its headers, then its body as it arrives (the per-request timeout
-        applies between chunks). An unreachable ComfyUI is a ComfyUnavailable; one that breaks off mid-answer ends
-        the body early (logged)."""
+        and content type once ComfyUI has sent its headers (the per-request timeout bounds sending the request and
+        waiting for them), then its body as it arrives (the timeout applies between chunks). An unreachable or
+        silent ComfyUI is a ComfyUnavailable; one that breaks off mid-answer ends the body early (logged)."""
         headers = {"content-type": content_type} if content_type else None
         request = self._http.build_request(method, path, params=params, content=content, headers=headers)
         try:
-            response = await self._http.send(request, stream=True)
+            async with asyncio.timeout(self._timeout_s):
+                response = await self._http.send(request, stream=True)
+        except TimeoutError as exc:
+            raise ComfyUnavailable(f"ComfyUI did not take {method} {path} within {self._timeout_s:g}s") from exc
         except httpx.TransportError as exc:
             raise self._unavailable(method, path, exc) from exc
 
