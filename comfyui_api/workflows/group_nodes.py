@@ -10,11 +10,13 @@ The editor lays a group node out from its inner nodes' definitions, in the inner
 - a primitive node inside gives the group a widget for its value (with a "control after generate" value after an
   INT, and that and a filter after a list) and feeds the widgets it is linked to; a reroute inside passes its link
   on, and is one of the group's inputs (outputs) when nothing inside feeds it (it feeds something outside);
-- an inner output becomes one of the group's outputs unless it only feeds other inner nodes.
+- an inner output becomes one of the group's outputs unless it only feeds other inner nodes;
+- the group's `config` may rename an inner input, hide one (nothing feeds it then) or show or hide an output;
+- inner nodes keep their mode: a muted one is left out, a bypassed one wired through, as anywhere else.
 The instance's `widgets_values` follow the widgets' order; its inputs follow the inputs' order, except the widgets
-converted to inputs, which are found by the widget's name (the editor's: a repeated name is prefixed with the inner
-node's title or type). A group whose layout depends on more (renamed or hidden slots, muted or bypassed inner nodes,
-widget values that do not add up) is refused, naming the node and what it uses, rather than guessed at.
+converted to inputs, which are found by the widget's name (the editor's: the config's name, else the input's label
+or name, a repeated one prefixed with the inner node's title or type). A group whose saved values do not add up to
+that layout is refused, naming the node and why, rather than guessed at.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class _Layout:
     widgets: list[_Widget] = field(default_factory=list)
     widget_slots: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # inner node -> its widget slots
     seen_names: dict[str, int] = field(default_factory=dict)
+    config: Mapping[str, Any] = field(default_factory=dict)  # the group's renamed and hidden slots, by inner index
     link_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def link(self, origin: int, origin_slot: int, target: int, target_slot: int) -> int:
@@ -116,10 +119,18 @@ class _Layout:
         self.link(node, slot, SUBGRAPH_OUTPUT, len(self.outputs))
         self.outputs.append({"name": f"output {len(self.outputs)}", "type": kind})
 
-    def name_for(self, inner: Mapping[str, Any], kind: str, input_name: str) -> str:
-        """The editor's name on the group for an inner input: its label or name, prefixed with the inner node's title
-        (or type) when the name is taken (or the node is a titled primitive)."""
-        label = next(
+    def custom(self, index: int, side: str, key: str | int) -> Mapping[str, Any]:
+        """What the group's config says of an inner node's input (by name) or output (by slot): `name`,
+        `visible`."""
+        node = self.config.get(str(index))
+        found = node.get(side) if isinstance(node, Mapping) else None
+        entry = found.get(str(key)) if isinstance(found, Mapping) else None
+        return entry if isinstance(entry, Mapping) else {}
+
+    def name_for(self, index: int, inner: Mapping[str, Any], kind: str, input_name: str) -> str:
+        """The editor's name on the group for an inner input: the name the group gives it, else its label or name,
+        prefixed with the inner node's title (or type) when the name is taken (or the node is a titled primitive)."""
+        label = self.custom(index, "input", input_name).get("name") or next(
             (slot.get("label") for slot in _slots(inner) if slot.get("name") == input_name and slot.get("label")),
             None,
         )
@@ -143,19 +154,16 @@ def group_as_subgraph(
     data = groups.get(name) if name is not None else None
     if not isinstance(data, Mapping) or not isinstance(data.get("nodes"), list):
         raise GroupRefused("the workflow does not define it (extra.groupNodes)")
-    if data.get("config"):
-        raise GroupRefused("it renames or hides some of its inputs or outputs")
     values = instance.get("widgets_values") or []
     if not isinstance(values, list):
         raise GroupRefused("it saves its widget values by name")
     links = _GroupLinks.of(data)
     inner_nodes = [inner if isinstance(inner, Mapping) else {} for inner in data["nodes"]]
-    layout = _Layout()
+    config = data.get("config")
+    layout = _Layout(config=config if isinstance(config, Mapping) else {})
     converted_later: list[Callable[[], None]] = []
     for index, inner in enumerate(inner_nodes):
         inner_kind = str(inner.get("type", ""))
-        if inner.get("mode", 0) != 0:
-            raise GroupRefused(f"it mutes or bypasses inner node {index}")
         if inner_kind == "Reroute":
             _add_reroute(layout, links, index)
             continue
@@ -243,20 +251,23 @@ def _add_node(
     for widget, control in widgets:
         if widget not in converted:
             saved = _saved_values(kind, specs.get(widget), widget, control)
-            layout.widgets.append(_Widget(index, widget, layout.name_for(inner, kind, widget), saved))
+            layout.widgets.append(_Widget(index, widget, layout.name_for(index, inner, kind, widget), saved))
     slots: list[dict[str, Any]] = []
     slot_names = [input_name for input_name in specs if input_name not in widget_names]
     for slot_index, input_name in enumerate(slot_names):
         link_id = layout.slot_link(links, index, slot_index)
         if link_id is None:
-            layout.name_for(inner, kind, input_name)  # takes the name, as the editor does
-            link_id = layout.group_input(index, slot_index)
-        slots.append({"name": input_name, "link": link_id})
+            layout.name_for(index, inner, kind, input_name)  # takes the name, as the editor does
+            if layout.custom(index, "input", input_name).get("visible") is not False:  # hidden: nothing feeds it
+                link_id = layout.group_input(index, slot_index)
+        slots.append({"name": input_name, "type": _kind_of(specs[input_name]), "link": link_id})
     outputs = list(definition.get("output") or ())
     for output_slot, output_kind in enumerate(outputs):
-        if not links.internal_only(index, output_slot):
+        visible = layout.custom(index, "output", output_slot).get("visible")
+        if visible is True or (visible is None and not links.internal_only(index, output_slot)):
             layout.group_output(index, output_slot, output_kind)
-    node: dict[str, Any] = {"id": index, "type": kind, "mode": 0, "inputs": slots}
+    node: dict[str, Any] = {"id": index, "type": kind, "mode": inner.get("mode", 0), "inputs": slots}
+    node["outputs"] = [{"type": output_kind} for output_kind in outputs]  # a bypassed node is wired by these types
     if inner.get("title"):
         node["title"] = inner["title"]
     layout.nodes.append(node)
@@ -271,15 +282,19 @@ def _add_node(
                 continue
             control = any(name == widget and has_control for name, has_control in widgets)
             saved = _saved_values(kind, specs.get(widget), widget, control)
-            layout.widgets.append(_Widget(index, widget, layout.name_for(inner, kind, widget), saved))
+            layout.widgets.append(_Widget(index, widget, layout.name_for(index, inner, kind, widget), saved))
 
     return add_converted
+
+
+def _kind_of(spec: Any) -> Any:
+    return spec[0] if isinstance(spec, list | tuple) and spec else None
 
 
 def _saved_values(kind: str, spec: Any, widget: str, control: bool) -> int:
     """How many values a group widget saves: its own, then a "control after generate" choice after an INT given one
     (a seed always), and that and a filter after a list given one (the editor's control widgets)."""
-    value_kind = spec[0] if isinstance(spec, list | tuple) and spec else None
+    value_kind = _kind_of(spec)
     is_list = isinstance(value_kind, list) or value_kind == "COMBO"
     if kind == "PrimitiveNode":
         return 3 if is_list else 2 if value_kind == "INT" else 1

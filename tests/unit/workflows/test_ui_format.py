@@ -406,10 +406,6 @@ def test_a_group_node_the_conversion_cannot_lay_out_is_refused_naming_what_it_us
     with pytest.raises(ConversionError, match="8 widget values where its inner nodes' widgets take 7") as refused:
         ui_to_api(sampler_group_workflow(extra_value), DEFINITIONS)
     assert refused.value.node_id == "10"
-    renamed = sampler_group_workflow([42, "fixed", 25, 6.5, "euler", "karras", 0.9])
-    renamed["extra"]["groupNodes"]["Sample and decode"]["config"] = {"0": {"input": {"seed": {"name": "noise"}}}}
-    with pytest.raises(ConversionError, match=r"renames or hides some of its inputs.*convert it to a subgraph"):
-        ui_to_api(renamed, DEFINITIONS)
     stranger = sampler_group_workflow([42, "fixed", 25, 6.5, "euler", "karras", 0.9])
     stranger["nodes"][4]["inputs"].append({"name": "wobble", "type": "INT", "widget": {"name": "wobble"}, "link": 5})
     with pytest.raises(ConversionError, match="its input 'wobble' is a widget its inner nodes do not have"):
@@ -535,3 +531,50 @@ def test_reroutes_at_a_groups_edges_are_its_input_and_output() -> None:
     assert set(graph) == {"1", "10:1", "9"}
     assert graph["10:1"]["inputs"] == {"image": ["1", 0]}
     assert graph["9"]["inputs"]["images"] == ["10:1", 0]
+
+
+def test_a_groups_config_renames_and_hides_its_slots_and_shows_an_inner_output() -> None:
+    document = sampler_group_workflow([42, "fixed", 25, 6.5, "euler", "karras", 0.9])
+    group = document["extra"]["groupNodes"]["Sample and decode"]
+    group["config"] = {
+        "0": {"input": {"seed": {"name": "noise"}}, "output": {"0": {"visible": True}}},
+        "1": {"input": {"vae": {"visible": False}}},
+    }
+    instance = document["nodes"][4]
+    instance["inputs"] = [*instance["inputs"][:4], slot("noise", "INT", 7, widget="noise")]  # no vae input now
+    instance["outputs"] = [{"name": "LATENT", "type": "LATENT", "links": []},
+                           {"name": "IMAGE", "type": "IMAGE", "links": [6]}]  # fmt: skip
+    document["nodes"].append(
+        node(11, "PrimitiveNode", widgets=[7, "fixed"],
+             outputs=[{"name": "INT", "type": "INT", "links": [7], "widget": {"name": "noise"}}]))  # fmt: skip
+    document["links"] = [link for link in document["links"] if link[0] != 5]
+    document["links"] += [[7, 11, 0, 10, 4, "INT"]]
+    document["links"] = [[6, 10, 1, 9, 0, "IMAGE"] if link[0] == 6 else link for link in document["links"]]
+    graph = ui_to_api(document, DEFINITIONS)
+    assert graph["10:0"]["inputs"]["seed"] == 7  # the renamed widget, fed from outside
+    assert graph["10:1"]["inputs"] == {"samples": ["10:0", 0]}  # the hidden input: nothing feeds it
+    assert graph["9"]["inputs"]["images"] == ["10:1", 0]  # the group's output 1, after the shown LATENT
+
+
+def test_inner_nodes_keep_their_mode_bypassed_wired_through_and_muted_left_out() -> None:
+    def inverting_group(modes: tuple[int, int]) -> dict[str, Any]:
+        return {
+            "nodes": [
+                node(1, "EmptyImage", outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [1]}],
+                     widgets=[64, 32, 1, 255]),
+                node(10, "workflow>Twice", inputs=[slot("image", "IMAGE", 1)],
+                     outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [2]}]),
+                node(9, "SaveImage", inputs=[slot("images", "IMAGE", 2)], widgets=["out"]),
+            ],
+            "links": [[1, 1, 0, 10, 0, "IMAGE"], [2, 10, 0, 9, 0, "IMAGE"]],
+            "extra": {"groupNodes": {"Twice": {
+                "nodes": [{"type": "ImageInvert", "mode": modes[0]}, {"type": "ImageInvert", "mode": modes[1]}],
+                "links": [[0, 0, 1, 0, 5, "IMAGE"]],
+                "external": [],
+            }}},
+        }  # fmt: skip
+
+    bypassed = ui_to_api(inverting_group((4, 0)), DEFINITIONS)
+    assert "10:0" not in bypassed and bypassed["10:1"]["inputs"] == {"image": ["1", 0]}
+    muted = ui_to_api(inverting_group((0, 2)), DEFINITIONS)
+    assert "10:1" not in muted and "images" not in muted["9"]["inputs"]  # what a muted node feeds gets nothing
