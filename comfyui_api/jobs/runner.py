@@ -370,7 +370,7 @@ class JobRunner:
             sink=sink,
             idle_timeout_s=self._settings.comfy.ws_idle_timeout_s,
             on_started=on_started,
-            on_output=on_output or (lambda _node, _output: None),
+            on_output=on_output,
             seen_outputs=entry.seen_outputs,
         )
 

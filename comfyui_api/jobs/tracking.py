@@ -119,7 +119,7 @@ class PromptWatch:
         sink: EventSink,
         idle_timeout_s: float,
         on_started: Callable[[], None] = lambda: None,
-        on_output: Callable[[str, Mapping[str, Any]], None] = lambda _node, _output: None,
+        on_output: Callable[[str, Mapping[str, Any]], None] | None = None,
         seen_outputs: dict[str, Any] | None = None,
     ):
         self._job_id = job_id  # ours: named in events and errors
@@ -202,7 +202,8 @@ class PromptWatch:
         elif isinstance(message, msg.Executed) and message.node is not None:
             self._outcome.outputs[message.node] = dict(message.output)
             self._seen_outputs[message.node] = dict(message.output)
-            self._on_output(message.node, message.output)
+            if self._on_output is not None:
+                self._on_output(message.node, message.output)
         elif isinstance(message, msg.Preview):
             self._sink(PreviewProduced(self._job_id, message.node_id, message.content_type, message.data))
 

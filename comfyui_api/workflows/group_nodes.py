@@ -28,8 +28,6 @@ from typing import Any
 
 GROUP_PREFIXES = ("workflow>", "workflow/")
 SUBGRAPH_INPUT, SUBGRAPH_OUTPUT = -10, -20  # the ids of a subgraph's input and output nodes, as the editor saves them
-_SEED_NAMES = frozenset({"seed", "noise_seed"})
-
 WidgetInputs = Callable[[Mapping[str, Any]], list[tuple[str, bool]]]
 
 
@@ -250,7 +248,7 @@ def _add_node(
     ]
     for widget, control in widgets:
         if widget not in converted:
-            saved = _saved_values(kind, specs.get(widget), widget, control)
+            saved = _saved_values(kind, specs.get(widget), control)
             layout.widgets.append(_Widget(index, widget, layout.name_for(index, inner, kind, widget), saved))
     slots: list[dict[str, Any]] = []
     slot_names = [input_name for input_name in specs if input_name not in widget_names]
@@ -281,7 +279,7 @@ def _add_node(
                 slots.append({"name": widget, "widget": {"name": widget}, "link": link_id})
                 continue
             control = any(name == widget and has_control for name, has_control in widgets)
-            saved = _saved_values(kind, specs.get(widget), widget, control)
+            saved = _saved_values(kind, specs.get(widget), control)
             layout.widgets.append(_Widget(index, widget, layout.name_for(index, inner, kind, widget), saved))
 
     return add_converted
@@ -291,14 +289,15 @@ def _kind_of(spec: Any) -> Any:
     return spec[0] if isinstance(spec, list | tuple) and spec else None
 
 
-def _saved_values(kind: str, spec: Any, widget: str, control: bool) -> int:
+def _saved_values(kind: str, spec: Any, control: bool) -> int:
     """How many values a group widget saves: its own, then a "control after generate" choice after an INT given one
-    (a seed always), and that and a filter after a list given one (the editor's control widgets)."""
+    (`control`, as `widget_inputs` tells it: a seed always), and that and a filter after a list given one (the
+    editor's control widgets)."""
     value_kind = _kind_of(spec)
     is_list = isinstance(value_kind, list) or value_kind == "COMBO"
     if kind == "PrimitiveNode":
         return 3 if is_list else 2 if value_kind == "INT" else 1
-    if not control and not (value_kind == "INT" and widget in _SEED_NAMES):
+    if not control:
         return 1
     return 3 if is_list else 2
 

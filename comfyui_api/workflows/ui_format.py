@@ -26,7 +26,7 @@ A node type ComfyUI does not know is refused too.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from comfyui_api.workflows.group_nodes import (
@@ -80,10 +80,12 @@ class _Node:
 
 @dataclass
 class _Workflow:
-    """The whole workflow with every subgraph instance expanded: nodes by execution id, links by (scope, link id)."""
+    """The whole workflow with every subgraph instance expanded: nodes by execution id, links by (scope, link id),
+    and the links into each subgraph's output node by (scope, slot)."""
 
     nodes: dict[str, _Node]
     links: dict[tuple[str, Any], _Link]
+    into_outputs: dict[tuple[str, int], _Link] = field(default_factory=dict)
 
     def input_link(self, node: _Node, slot: Mapping[str, Any]) -> _Link | None:
         link_id = slot.get("link")
@@ -184,6 +186,8 @@ def _expand(level: Mapping[str, Any], scope: str, definitions: _Definitions, int
         )
     for link_id, link in _links(level.get("links") or (), scope).items():
         into.links[(scope, link_id)] = link
+        if link.target == _OUTPUT_NODE:
+            into.into_outputs.setdefault((scope, link.target_slot), link)  # the first, should a save hold two
     for raw in level.get("nodes") or ():
         if not isinstance(raw, Mapping):
             continue
@@ -325,15 +329,7 @@ def _feeds_a_widget(subgraph_input: Mapping[str, Any], instance: _Node, workflow
 
 def _instance_output(instance: _Node, index: int, workflow: _Workflow) -> _Link | None:
     """The link inside a subgraph instance that feeds its output node's slot `index`."""
-    scope = f"{instance.id}:"
-    return next(
-        (
-            link
-            for (link_scope, _), link in workflow.links.items()
-            if link_scope == scope and link.target == _OUTPUT_NODE and link.target_slot == index
-        ),
-        None,
-    )
+    return workflow.into_outputs.get((f"{instance.id}:", index))
 
 
 def _pass_through(node: _Node, link: _Link, workflow: _Workflow) -> _Link | None:
