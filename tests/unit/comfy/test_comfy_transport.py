@@ -1,5 +1,6 @@
 """comfy/transport.py under ComfyClient, against loopback sockets: a ComfyUI that never answers is a timeout, one that
-hangs up or is not there is unreachable (not a timeout), and a streamed answer arrives whole."""
+hangs up or is not there is unreachable (not a timeout), a streamed answer arrives whole, and a request passed on
+to a ComfyUI that stops reading it is a timeout, not a hang (aiohttp itself bounds no write)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,15 @@ async def hangs_up() -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def deaf() -> AsyncIterator[str]:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)  # takes the connection, reads nothing
+
+    async for url in _serve(handler):
+        yield url
+
+
+@pytest.fixture
 async def chunked() -> AsyncIterator[str]:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
@@ -94,4 +104,17 @@ async def test_a_comfyui_that_hangs_up_is_unreachable_not_slow(hangs_up: str) ->
 async def test_a_chunked_answer_arrives_whole(chunked: str) -> None:
     client = ComfyClient(chunked, timeout_s=5)
     assert await client.system_stats() == {"system": {"os": "posix"}, "devices": []}
+    await client.aclose()
+
+
+async def test_a_comfyui_that_stops_reading_an_upload_is_a_timeout(deaf: str) -> None:
+    """Sending the body stalls once the socket buffers are full."""
+    client = ComfyClient(deaf, timeout_s=0.5)
+
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            yield b"x" * 65536
+
+    with pytest.raises(ComfyUnavailable, match=r"did not take POST /upload/image within 0.5s"):
+        await client.forward("POST", "/upload/image", content=endless())
     await client.aclose()
