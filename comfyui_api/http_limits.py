@@ -2,7 +2,8 @@
 then closed) and an idle deadline while a body is read. Without them a client that trickles its headers, or sends a
 64 MB header, holds a connection and its memory for as long as it likes.
 
-`bounded_protocol(settings.server)` returns the httptools protocol class to give `uvicorn.Config(http=...)`.
+`bounded_protocol(settings.server)` returns the httptools protocol class to give `uvicorn.Config(http=...)`; its
+connections write a small response in one go (`http_writes.py`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from comfyui_api.http_writes import CoalescingTransport
 from comfyui_api.settings import ServerSettings
 
 _STATUS = {408: b"408 Request Timeout", 431: b"431 Request Header Fields Too Large"}
@@ -30,7 +32,7 @@ class _BoundedProtocol(HttpToolsProtocol):
         self._body_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:

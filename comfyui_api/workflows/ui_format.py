@@ -3,8 +3,8 @@ ComfyUI's /prompt runs, with the node definitions of ComfyUI's /object_info. No 
 
 The rules the editor itself applies when it queues a workflow:
 - widget values are matched to a node's widget inputs in definition order (required, then optional); a widget with
-  `control_after_generate` (a seed) is followed by the control's own slot, which is skipped; a dict of values is
-  matched by name;
+  `control_after_generate` (a seed) is followed by the control's own slot, which is skipped (a list widget's
+  control is followed by its filter, skipped too); a dict of values is matched by name;
 - an input with a link takes the value at the link's origin: another node's output `[id, slot]`, through any
   `Reroute`, the value of a `PrimitiveNode`, or through a bypassed node (mode 4) to its input of the same type;
 - muted nodes (mode 2) are left out, and so is any input linked to one; notes and other UI-only nodes are skipped;
@@ -228,6 +228,11 @@ def _widget_values(node: Mapping[str, Any], definition: Mapping[str, Any]) -> di
         return {name: values[name] for name, _ in widgets if name in values}
     if not isinstance(values, list):
         return {}
+    lists = _list_widgets(definition)
+    # A list widget with a control saves a filter after the control (the editor has since late 2023); an older save
+    # holds fewer values than that layout, and its filters are not looked for.
+    laid_out = sum(1 + (0 if not control else 2 if name in lists else 1) for name, control in widgets)
+    filtered = len(values) >= laid_out
     found: dict[str, Any] = {}
     index = 0
     for name, control in widgets:
@@ -236,8 +241,21 @@ def _widget_values(node: Mapping[str, Any], definition: Mapping[str, Any]) -> di
         found[name] = values[index]
         index += 1
         if control and index < len(values) and _is_control_value(values[index]):
-            index += 1  # the seed's "control after generate" choice: a UI setting, not an input
+            index += 1  # the "control after generate" choice: a UI setting, not an input
+            if filtered and name in lists and index < len(values) and isinstance(values[index], str):
+                index += 1  # and a list's filter for that choice
     return found
+
+
+def _list_widgets(definition: Mapping[str, Any]) -> set[str]:
+    """The names of a node type's list (choice) inputs."""
+    sections = definition.get("input") or {}
+    return {
+        name
+        for section in ("required", "optional")
+        for name, spec in (sections.get(section) or {}).items()
+        if isinstance(spec, list | tuple) and spec and (isinstance(spec[0], list) or spec[0] == "COMBO")
+    }
 
 
 def _is_control_value(value: Any) -> bool:

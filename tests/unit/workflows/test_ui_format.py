@@ -91,6 +91,28 @@ def test_a_seed_skips_its_control_slot_and_widget_order_follows_the_definition()
     assert graph["3"]["_meta"] == {"title": "Sample"}
 
 
+def test_a_list_widget_with_a_control_skips_its_filter_too() -> None:
+    """A list widget given `control_after_generate` saves its value, the control and a filter (the editor's
+    control_filter_list); a save from before filters holds only the control."""
+    definitions = {
+        "PickStyle": {
+            "input": {
+                "required": {
+                    "style": [["calm", "loud"], {"control_after_generate": True}],
+                    "caption": ["STRING", {}],
+                    "weight": ["FLOAT", {"default": 1.0}],
+                }
+            },
+            "output": ["STRING"],
+        }
+    }
+    for widgets in (["loud", "randomize", "^l", "hello", 0.5], ["loud", "fixed", "", "hello", 0.5]):
+        graph = ui_to_api({"nodes": [node(4, "PickStyle", widgets=widgets)], "links": []}, definitions)
+        assert graph["4"]["inputs"] == {"style": "loud", "caption": "hello", "weight": 0.5}, widgets
+    older = ui_to_api({"nodes": [node(4, "PickStyle", widgets=["calm", "fixed", "hi", 2.0])], "links": []}, definitions)
+    assert older["4"]["inputs"] == {"style": "calm", "caption": "hi", "weight": 2.0}
+
+
 def test_reroutes_and_primitives_are_resolved() -> None:
     document = image_chain(
         node(5, "Reroute", inputs=[slot("", "*", 1)], outputs=[{"name": "", "type": "IMAGE", "links": [2]}]),
