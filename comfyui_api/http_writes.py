@@ -9,6 +9,7 @@ frame or anything after an upgrade is written as it comes.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 _MAX_HELD_BYTES = 64 * 1024  # a response head is a few hundred bytes; anything larger is written at once
@@ -21,7 +22,7 @@ def _is_response_head(data: bytes | bytearray | memoryview) -> bool:
 
 class CoalescingTransport:
     """A connection's transport that holds a response head until its body's first write (or the end of this turn
-    of the loop). Everything but `write`, `close` and `write_eof` goes to the transport as it is."""
+    of the loop). Everything but writing and closing goes to the transport as it is."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
@@ -40,6 +41,9 @@ class CoalescingTransport:
             self._loop.call_soon(self.flush)
             return
         self._transport.write(data)
+
+    def writelines(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
+        self.write(b"".join(chunks))
 
     def flush(self) -> None:
         """Write the held head, if any."""

@@ -163,7 +163,7 @@ def group_as_subgraph(
     for index, inner in enumerate(inner_nodes):
         inner_kind = str(inner.get("type", ""))
         if inner_kind == "Reroute":
-            _add_reroute(layout, links, index)
+            _add_reroute(layout, links, index, inner)
             continue
         definition = _definition(index, inner_kind, inner_nodes, links, object_info)
         if definition is None:
@@ -216,11 +216,16 @@ def _target_widget_spec(
     raise GroupRefused(f"its primitive feeds a list input of inner node {target} that cannot be found")
 
 
-def _add_reroute(layout: _Layout, links: _GroupLinks, index: int) -> None:
-    """A reroute passes its link on; fed from outside it is a group input, feeding outside a group output."""
+def _add_reroute(layout: _Layout, links: _GroupLinks, index: int, inner: Mapping[str, Any]) -> None:
+    """A reroute passes its link on; fed from outside it is a group input (named after its type, a name it takes
+    from those later inputs could have), feeding outside a group output."""
     link_id = layout.slot_link(links, index, 0)
     if link_id is None:
-        link_id = layout.group_input(index, 0)
+        targets = links.from_.get((index, 0))
+        kind = targets[0][2] if targets else links.external.get((index, 0), "*")
+        layout.name_for(index, inner, "Reroute", kind or "*")
+        if layout.custom(index, "input", kind or "*").get("visible") is not False:  # hidden: nothing feeds it
+            link_id = layout.group_input(index, 0)
     layout.nodes.append({"id": index, "type": "Reroute", "mode": 0, "inputs": [{"name": "", "link": link_id}]})
     if not links.internal_only(index, 0):
         layout.group_output(index, 0, links.external.get((index, 0), "*"))

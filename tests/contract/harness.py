@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
+
+from tests.servers.processes import free_port
 
 READY_TIMEOUT_REAL_S = 180.0
 READY_TIMEOUT_SIMULATOR_S = 30.0
@@ -126,12 +127,6 @@ class TargetSpec:
     def can_start(self) -> bool:
         """Whether a fresh server (with extra flags) can be started: always, unless only a URL was given."""
         return self.url is None or self.comfyui_dir is not None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_target(spec: TargetSpec, extra_args: Sequence[str] = (), step_seconds: float | None = None) -> Target:

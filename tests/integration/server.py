@@ -18,7 +18,6 @@ import io
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ import psutil
 from PIL import Image
 
 from tests.graphs import txt2img_graph
+from tests.servers.processes import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT_S = 30.0
@@ -93,12 +93,6 @@ CHECKPOINT = TARGET.checkpoint
 START_TIMEOUT_S = TARGET.start_timeout_s
 # How long a job may take to reach ComfyUI's queue: a real one may still be finishing an interrupted checkpoint load.
 QUEUE_WAIT_S = TARGET.pick(simulator=10.0, real=60.0)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

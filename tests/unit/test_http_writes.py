@@ -88,6 +88,9 @@ async def test_only_response_heads_are_held() -> None:
     transport.write(b"HTTP/1.1 200 OK\r\n")  # not a whole head
     transport.write(memoryview(b"body"))
     assert [data for _, data in recorded.calls] == [frame, b"HTTP/1.1 200 OK\r\n", b"body"]
+    transport.write(HEAD)
+    transport.writelines([b"one ", b"two"])  # never ahead of the held head
+    assert recorded.calls[-1] == ("write", HEAD + b"one two")
 
 
 async def test_closing_sends_a_held_head_first() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from comfyui_api.comfy.instance import ComfyInstance
 from comfyui_api.comfy.process import ComfyProcess
 from comfyui_api.errors import ComfyUnavailable
 from comfyui_api.settings import ComfySettings
+from tests.servers.processes import free_port
 
 FAKE_COMFYUI = Path(__file__).with_name("fake_comfyui.py")
 WAIT_S = 15.0  # a safety net for a broken test, not a timing assertion
@@ -33,12 +33,6 @@ GRAPH = {
     "1": {"class_type": "PrimitiveString", "inputs": {"value": "hello"}},
     "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> ComfySettings:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import sys
 import textwrap
 from collections.abc import AsyncIterator
@@ -16,6 +15,7 @@ import pytest
 from comfyui_api.comfy.client import ComfyClient
 from comfyui_api.comfy.process import LOG_PREFIX, ComfyProcess
 from comfyui_api.errors import ComfyUnavailable
+from tests.servers.processes import free_port
 
 SERVER_SCRIPT = """
 import http.server, signal, sys, time
@@ -45,12 +45,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import os
 import signal
-import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -31,6 +30,7 @@ from comfyui_api.comfy.events import (
 from comfyui_api.comfy.instance import ComfyInstance
 from comfyui_api.comfy.process import ComfyProcess
 from comfyui_api.settings import ComfySettings
+from tests.servers.processes import free_port
 
 WAIT_S = 20.0  # a safety net for a broken test, not a timing assertion
 INVERT_GRAPH = {
@@ -48,12 +48,6 @@ JOB_INVERT = "bf81b37c-9fa9-463c-9137-bafda8c409b7"
 JOB_WS_IMAGE = "0d9f3bf1-680d-4e50-99b7-2c22fbb5d283"
 JOB_AFTER_CRASH = "eda1adae-fed7-4427-8cd5-81055ebf8694"
 JOB_AFTER_CUT = "dd856093-7b33-4c66-8490-c8b42b3ecb34"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def simulator_cmd(home: Path, port: int) -> tuple[str, ...]:

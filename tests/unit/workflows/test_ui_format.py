@@ -555,6 +555,38 @@ def test_reroutes_at_a_groups_edges_are_its_input_and_output() -> None:
     assert graph["9"]["inputs"]["images"] == ["10:1", 0]
 
 
+def test_a_reroute_at_a_groups_edge_takes_its_type_as_a_name_and_follows_the_config() -> None:
+    """The editor names a reroute's group input after its type, so a later widget of that name gets the inner
+    node's type as a prefix; a reroute input the group's config hides is fed by nothing."""
+    definitions = {**DEFINITIONS, "Repeat": {
+        "input": {"required": {"count": ["INT", {"forceInput": True}], "INT": ["INT", {"default": 1}]}},
+        "output": ["INT"],
+    }}  # fmt: skip
+
+    def document(config: dict[str, Any], instance_inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "nodes": [
+                node(1, "PrimitiveNode", widgets=[3, "fixed"],
+                     outputs=[{"name": "INT", "type": "INT", "links": [1, 2], "widget": {"name": "count"}}]),
+                node(10, "workflow>Repeat", inputs=instance_inputs, widgets=[5],
+                     outputs=[{"name": "INT", "type": "INT", "links": []}]),
+            ],
+            "links": [[1, 1, 0, 10, 0, "INT"], [2, 1, 0, 10, 1, "INT"]],
+            "extra": {"groupNodes": {"Repeat": {
+                "nodes": [{"type": "Reroute"}, {"type": "Repeat"}],
+                "links": [[0, 0, 1, 0, 5, "INT"]],
+                "external": [[1, 0, "INT"]],
+                "config": config,
+            }}},
+        }  # fmt: skip
+
+    named = [slot("INT", "INT", 1), slot("Repeat INT", "INT", 2, widget="Repeat INT")]
+    graph = ui_to_api(document({}, named), definitions)
+    assert graph["10:1"]["inputs"] == {"count": 3, "INT": 3}  # through the reroute, and the renamed widget
+    hidden = ui_to_api(document({"0": {"input": {"INT": {"visible": False}}}}, named[1:]), definitions)
+    assert hidden["10:1"]["inputs"] == {"INT": 3}  # the hidden reroute input: nothing reaches `count`
+
+
 def test_a_groups_config_renames_and_hides_its_slots_and_shows_an_inner_output() -> None:
     document = sampler_group_workflow([42, "fixed", 25, 6.5, "euler", "karras", 0.9])
     group = document["extra"]["groupNodes"]["Sample and decode"]
