@@ -108,6 +108,7 @@ class ComfyGateway:
 
     async def _forward(self, job_id: str, client_id: str) -> None:
         """The job's events as ComfyUI frames, to every socket of the client that queued it (and to no other)."""
+        native = comfy_native.JobFrames(job_id)
         async for item in self.jobs.subscribe(job_id):
             if item is None:
                 continue
@@ -116,9 +117,7 @@ class ComfyGateway:
             if isinstance(event, PreviewProduced):
                 produced.append(event)
             else:
-                produced.extend(comfy_native.frames(event, job_id))
-            if isinstance(event, JobCompleted | JobFailed):
-                produced.append(comfy_native.status_frame(self.jobs.registry.depth))
+                produced.extend(native.frames(event, self.jobs.registry.depth))
             for frame in produced:
                 for queue in list(self._sockets.get(client_id, ())):
                     try:
@@ -398,12 +397,15 @@ async def relay_frames(
         reader = asyncio.create_task(read(frames))
         try:
             while not reader.done():
-                getter = asyncio.create_task(frames.get())
-                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:
-                    getter.cancel()
-                    break
-                frame = getter.result()
+                try:
+                    frame = frames.get_nowait()  # a burst (the end of a run) goes out without waiting on the queue
+                except asyncio.QueueEmpty:
+                    getter = asyncio.create_task(frames.get())
+                    done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                    if getter not in done:
+                        getter.cancel()
+                        break
+                    frame = getter.result()
                 if not isinstance(frame, PreviewProduced):
                     await socket.send_json(frame)
                 elif preview is not None:

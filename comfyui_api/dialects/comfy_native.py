@@ -8,16 +8,19 @@ from __future__ import annotations
 import json
 import struct
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from comfyui_api.errors import ComfyApiError, JobCancelled, WorkflowRejected
 from comfyui_api.jobs.model import (
+    JobAccepted,
     JobCompleted,
     JobEvent,
     JobFailed,
     JobStarted,
     NodeExecuting,
     NodesCached,
+    NodeStates,
     OutputFile,
     PreviewProduced,
     ProgressUpdated,
@@ -126,50 +129,90 @@ def asks_preview_metadata(message: Any) -> bool | None:
     return isinstance(data, dict) and data.get("supports_preview_metadata") is True
 
 
-def frames(event: JobEvent, prompt_id: str) -> list[dict[str, Any]]:
-    """The /ws frames ComfyUI would send for one of our job events (none for events it has no frame for)."""
-    match event:
-        case JobStarted():
-            return [{"type": "execution_start", "data": {"prompt_id": prompt_id}}]
-        case NodesCached(node_ids=node_ids):
-            return [{"type": "execution_cached", "data": {"nodes": list(node_ids), "prompt_id": prompt_id}}]
-        case NodeExecuting(node_id=node_id):
-            return [{"type": "executing", "data": {"node": node_id, "display_node": node_id, "prompt_id": prompt_id}}]
-        case ProgressUpdated(node_id=node_id, value=value, max=maximum):
-            return [
-                {"type": "progress", "data": {"value": value, "max": maximum, "prompt_id": prompt_id, "node": node_id}}
-            ]
-        case JobCompleted(result=result):
-            # The outputs are announced once the job has them (ComfyUI's own files are gone by then): a client that
-            # reads /history or /view on `executed` or on the end of the run finds them.
-            executed = [
-                {
-                    "type": "executed",
-                    "data": {"node": node, "display_node": node, "output": output, "prompt_id": prompt_id},
-                }
-                for node, output in node_outputs(list(result.outputs)).items()
-            ]
-            done = {"type": "executing", "data": {"node": None, "prompt_id": prompt_id}}
-            success = {"type": "execution_success", "data": {"prompt_id": prompt_id, "timestamp": _now_ms()}}
-            return [*executed, success, done]
-        case JobFailed(error=error):
-            if isinstance(error, JobCancelled):
-                body: dict[str, Any] = {"prompt_id": prompt_id, "node_id": None, "node_type": None, "executed": []}
-                return [{"type": "execution_interrupted", "data": body}]
-            details = error.details
-            body = {
-                "prompt_id": prompt_id,
-                "node_id": details.get("node_id"),
-                "node_type": details.get("node_type"),
-                "executed": [],
-                "exception_message": details.get("exception_message", error.message),
-                "exception_type": details.get("exception_type", error.kind),
-                "traceback": details.get("traceback", []),
-                "current_inputs": {},
-                "current_outputs": {},
-            }
-            return [{"type": "execution_error", "data": body}]
-    return []
+class JobFrames:
+    """The /ws frames ComfyUI would send for one job's events, in its order: `status` when the job is queued,
+    `execution_start`, `execution_cached` (always, with the nodes reused, maybe none), `progress_state` snapshots,
+    `executing` before each node, `progress` for the steps a node reports, then `executed` for each output node,
+    `execution_success` (or `execution_error` / `execution_interrupted`), `status`, `executing` with `node: null`.
+    The outputs are announced once the job holds them (ComfyUI's own files are gone by then): a client that reads
+    /history or /view on `executed` or at the end of the run finds them. The prompt id is the job's, in every field
+    that names one."""
+
+    def __init__(self, prompt_id: str):
+        self.prompt_id = prompt_id
+        self._cached_due = False  # execution_start sent, execution_cached not yet
+
+    def frames(self, event: JobEvent, queue_remaining: int) -> list[dict[str, Any]]:
+        """The frames for the job's next event (none for events ComfyUI has no frame for)."""
+        found: list[dict[str, Any]] = []
+        data: dict[str, Any]
+        if self._cached_due and not isinstance(event, NodesCached):
+            found.append(self._cached(()))
+        match event:
+            case JobAccepted():
+                found.append(status_frame(queue_remaining))
+            case JobStarted():
+                found.append({"type": "execution_start", "data": self._stamped()})
+                self._cached_due = True
+            case NodesCached(node_ids=node_ids):
+                found.append(self._cached(node_ids))
+            case NodeStates(nodes=nodes):
+                data = {"prompt_id": self.prompt_id, "nodes": self._own(nodes)}
+                found.append({"type": "progress_state", "data": data})
+            case NodeExecuting(node_id=node_id):
+                data = {"node": node_id, "display_node": node_id, "prompt_id": self.prompt_id}
+                found.append({"type": "executing", "data": data})
+            case ProgressUpdated(node_id=node_id, value=value, max=maximum, reported=True):
+                data = {"value": value, "max": maximum, "prompt_id": self.prompt_id, "node": node_id}
+                found.append({"type": "progress", "data": data})
+            case JobCompleted(result=result):
+                for node, output in node_outputs(list(result.outputs)).items():
+                    data = {"node": node, "display_node": node, "output": output, "prompt_id": self.prompt_id}
+                    found.append({"type": "executed", "data": data})
+                found.append({"type": "execution_success", "data": self._stamped()})
+                found.extend(self._ended(queue_remaining))
+            case JobFailed(error=error):
+                found.append(self._failure(error))
+                found.extend(self._ended(queue_remaining))
+        return found
+
+    def _stamped(self) -> dict[str, Any]:
+        return {"prompt_id": self.prompt_id, "timestamp": _now_ms()}
+
+    def _cached(self, node_ids: tuple[str, ...]) -> dict[str, Any]:
+        self._cached_due = False
+        return {"type": "execution_cached", "data": {"nodes": list(node_ids), **self._stamped()}}
+
+    def _own(self, nodes: Mapping[str, Any]) -> dict[str, Any]:
+        """ComfyUI's per-node states with its prompt id replaced by the job's."""
+        return {
+            node_id: {**state, "prompt_id": self.prompt_id} if isinstance(state, Mapping) and "prompt_id" in state
+            else state
+            for node_id, state in nodes.items()
+        }  # fmt: skip
+
+    def _ended(self, queue_remaining: int) -> list[dict[str, Any]]:
+        done = {"type": "executing", "data": {"node": None, "prompt_id": self.prompt_id}}
+        return [status_frame(queue_remaining), done]
+
+    def _failure(self, error: ComfyApiError) -> dict[str, Any]:
+        if isinstance(error, JobCancelled):
+            body: dict[str, Any] = {"prompt_id": self.prompt_id, "node_id": None, "node_type": None, "executed": []}
+            return {"type": "execution_interrupted", "data": {**body, "timestamp": _now_ms()}}
+        details = error.details
+        body = {
+            "prompt_id": self.prompt_id,
+            "node_id": details.get("node_id"),
+            "node_type": details.get("node_type"),
+            "executed": [],
+            "exception_message": details.get("exception_message", error.message),
+            "exception_type": details.get("exception_type", error.kind),
+            "traceback": details.get("traceback", []),
+            "current_inputs": {},
+            "current_outputs": [],
+            "timestamp": _now_ms(),
+        }
+        return {"type": "execution_error", "data": body}
 
 
 def _now_ms() -> int:

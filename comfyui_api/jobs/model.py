@@ -170,6 +170,7 @@ class ProgressUpdated(JobEvent):
     value: float
     max: float
     percent: float  # overall 0..100, never decreasing
+    reported: bool = True  # False for the job's own marks (a node started: 0 of 1; the run finished: 1 of 1)
 
 
 @dataclass(frozen=True)

@@ -215,12 +215,12 @@ class PromptWatch:
         class_type = node.get("class_type") if isinstance(node, Mapping) else None
         self._sink(NodeExecuting(self._job_id, node_id, class_type if isinstance(class_type, str) else None))
         percent = self._progress.executing(node_id)
-        self._sink(ProgressUpdated(self._job_id, node_id, 0.0, 1.0, percent))
+        self._sink(ProgressUpdated(self._job_id, node_id, 0.0, 1.0, percent, reported=False))
 
     def _finished_progress(self) -> None:
         """100%, once: a progress bar reaches its end before the job's outputs are collected."""
         if self._progress.percent < 100.0:
-            self._sink(ProgressUpdated(self._job_id, None, 1.0, 1.0, self._progress.finished()))
+            self._sink(ProgressUpdated(self._job_id, None, 1.0, 1.0, self._progress.finished(), reported=False))
 
     def _close_node_timing(self) -> None:
         if self._current_node is not None:

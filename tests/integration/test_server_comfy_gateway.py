@@ -91,6 +91,29 @@ def test_a_native_client_runs_unchanged_through_the_door(server: ServerProcess) 
     client.close()
 
 
+def test_the_door_sends_the_frames_comfyui_sends(server: ServerProcess) -> None:
+    """The same sampler job, once from ComfyUI itself and once through the door: the same kinds of frames, each
+    step's `progress`, `execution_cached` right after `execution_start`, and the end as ComfyUI ends a run; every
+    prompt id the door's client sees (inside `progress_state` too) is the one it was given."""
+    runs: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+    for name, base_url, seed in (("comfyui", f"http://127.0.0.1:{server.comfy_port}", 11), ("door", "", 12)):
+        client = NativeComfyClient(base_url or server.url("/comfyui"))
+        history = client.run(sampler_graph(3, seed=seed))
+        client.close()
+        own = [frame for frame in client.frames if frame.get("data", {}).get("prompt_id") == history["prompt"][1]]
+        runs[name] = (history["prompt"][1], own)
+    kinds = {name: [frame["type"] for frame in frames] for name, (_, frames) in runs.items()}
+    assert set(kinds["door"]) == set(kinds["comfyui"]), kinds
+    for name, seen in kinds.items():
+        assert seen[seen.index("execution_start") + 1] == "execution_cached", (name, seen)
+        assert seen.count("progress") == 3, (name, seen)  # one a step
+        assert seen[-2:] == ["execution_success", "executing"], (name, seen)
+    prompt_id, frames = runs["door"]
+    states = [frame["data"]["nodes"] for frame in frames if frame["type"] == "progress_state"]
+    assert states and all(state["prompt_id"] == prompt_id for nodes in states for state in nodes.values())
+    assert all(frame["data"]["value"] >= 1 for frame in frames if frame["type"] == "progress")  # no marks of ours
+
+
 def test_two_clients_at_once_see_only_their_own_frames(server: ServerProcess) -> None:
     clients = [NativeComfyClient(server.url("/comfyui")) for _ in range(2)]
     histories: dict[str, dict[str, Any]] = {}
