@@ -217,8 +217,8 @@ def _target_widget_spec(
 
 
 def _add_reroute(layout: _Layout, links: _GroupLinks, index: int, inner: Mapping[str, Any]) -> None:
-    """A reroute passes its link on; fed from outside it is a group input (named after its type, a name it takes
-    from those later inputs could have), feeding outside a group output."""
+    """A reroute passes its link on; fed from outside it is a group input (it takes its type as its name, so a later
+    input of that name is prefixed), feeding outside a group output."""
     link_id = layout.slot_link(links, index, 0)
     if link_id is None:
         targets = links.from_.get((index, 0))

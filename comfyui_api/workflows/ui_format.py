@@ -229,8 +229,8 @@ def _widget_values(node: Mapping[str, Any], definition: Mapping[str, Any]) -> di
     if not isinstance(values, list):
         return {}
     lists = _list_widgets(definition)
-    # A list widget with a control saves a filter after the control (the editor has since late 2023); an older save
-    # holds fewer values than that layout, and its filters are not looked for.
+    # A list widget with a control saves a filter after the control (the editor's control_filter_list); a save from
+    # an editor without filters holds fewer values than that layout, and its filters are not looked for.
     laid_out = sum(1 + (0 if not control else 2 if name in lists else 1) for name, control in widgets)
     filtered = len(values) >= laid_out
     found: dict[str, Any] = {}
