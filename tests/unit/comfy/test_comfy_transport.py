@@ -1,16 +1,18 @@
 """comfy/transport.py under ComfyClient, against loopback sockets: a ComfyUI that never answers is a timeout, one that
-hangs up or is not there is unreachable (not a timeout), a streamed answer arrives whole, and a request passed on
-to a ComfyUI that stops reading it is a timeout, not a hang (aiohttp itself bounds no write)."""
+hangs up or is not there is unreachable (not a timeout), a streamed answer arrives whole, a prompt is sent as JSON
+and ComfyUI's refusal read back, and a request passed on to a ComfyUI that stops reading it is a timeout, not a hang
+(aiohttp itself bounds no write)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from comfyui_api.comfy.client import ComfyClient
-from comfyui_api.errors import ComfyUnavailable
+from comfyui_api.errors import ComfyUnavailable, WorkflowRejected
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -118,3 +120,33 @@ async def test_a_comfyui_that_stops_reading_an_upload_is_a_timeout(deaf: str) ->
     with pytest.raises(ComfyUnavailable, match=r"did not take POST /upload/image within 0.5s"):
         await client.forward("POST", "/upload/image", content=endless())
     await client.aclose()
+
+
+async def test_a_prompt_goes_as_json_and_comfyuis_refusal_comes_back() -> None:
+    received: list[tuple[bytes, bytes]] = []
+    refusal = {
+        "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation"},
+        "node_errors": {"2": {"errors": [{"message": "Required input is missing", "details": "images"}]}},
+    }
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))[15:])
+        received.append((head, await reader.readexactly(length)))
+        body = json.dumps(refusal).encode()
+        writer.write(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        writer.write(body)
+        await writer.drain()
+
+    async for url in _serve(handler):
+        client = ComfyClient(url, timeout_s=5)
+        graph = {"2": {"class_type": "SaveImage", "inputs": {"filename_prefix": "é"}}}
+        with pytest.raises(WorkflowRejected, match="Required input is missing") as refused:
+            await client.queue_prompt(graph, prompt_id="p-1", client_id="c-1")
+        await client.aclose()
+    assert refused.value.details["node_errors"] == refusal["node_errors"]
+    [(head, body)] = received
+    assert head.startswith(b"POST /prompt HTTP/1.1\r\n") and b"content-type: application/json" in head.lower()
+    assert json.loads(body) == {"prompt": graph, "prompt_id": "p-1", "client_id": "c-1"}
