@@ -361,6 +361,21 @@ class ComfyClient:
 
     # -- outputs ---------------------------------------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _get_stream(
+        self, path: str, params: Mapping[str, str]
+    ) -> AsyncIterator[tuple[int, AsyncIterator[bytes]]]:
+        """GET `path`: its status and its body in chunks, read as they are iterated; failures raised as httpx's."""
+        if self._direct is not None:
+            url = self.base_url + path
+            async with self._direct.download(
+                url, params=params, timeout_s=self._timeout_s, chunk_bytes=DOWNLOAD_CHUNK_BYTES
+            ) as answer:
+                yield answer
+            return
+        async with self._http.stream("GET", path, params=params) as response:
+            yield response.status_code, response.aiter_bytes(DOWNLOAD_CHUNK_BYTES)
+
     async def download_output(self, filename: str, subfolder: str, folder_type: str, dest: Path) -> int:
         """Stream GET /view into `dest` in chunks; returns its size in bytes. A partial file is removed on error.
 
@@ -370,17 +385,16 @@ class ComfyClient:
         size_bytes = 0
         created = False
         try:
-            async with self._http.stream("GET", "/view", params=params) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    error = ComfyUnavailable if response.status_code >= 500 else ComfyProtocolError
+            async with self._get_stream("/view", params) as (status, chunks):
+                if status != 200:
+                    error = ComfyUnavailable if status >= 500 else ComfyProtocolError
                     raise error(
                         f"ComfyUI could not serve output {subfolder + '/' if subfolder else ''}{filename} "
-                        f"({folder_type}): status {response.status_code}"
+                        f"({folder_type}): status {status}"
                     )
                 with dest.open("wb") as sink:
                     created = True
-                    async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK_BYTES):
+                    async for chunk in chunks:
                         sink.write(chunk)
                         size_bytes += len(chunk)
         except BaseException as exc:

@@ -1,18 +1,19 @@
 """comfy/transport.py under ComfyClient, against loopback sockets: a ComfyUI that never answers is a timeout, one that
 hangs up or is not there is unreachable (not a timeout), a streamed answer arrives whole, a prompt is sent as JSON
-and ComfyUI's refusal read back, and a request passed on to a ComfyUI that stops reading it is a timeout, not a hang
-(aiohttp itself bounds no write)."""
+and ComfyUI's refusal read back, an output download that breaks off or stalls fails and leaves no file, and a
+request passed on to a ComfyUI that stops reading it is a timeout, not a hang (aiohttp itself bounds no write)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
 from comfyui_api.comfy.client import ComfyClient
-from comfyui_api.errors import ComfyUnavailable, WorkflowRejected
+from comfyui_api.errors import ComfyProtocolError, ComfyUnavailable, WorkflowRejected
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -150,3 +151,44 @@ async def test_a_prompt_goes_as_json_and_comfyuis_refusal_comes_back() -> None:
     [(head, body)] = received
     assert head.startswith(b"POST /prompt HTTP/1.1\r\n") and b"content-type: application/json" in head.lower()
     assert json.loads(body) == {"prompt": graph, "prompt_id": "p-1", "client_id": "c-1"}
+
+
+@pytest.mark.parametrize(
+    ("ending", "failure", "message"),
+    [
+        ("whole", None, ""),
+        ("missing", ComfyProtocolError, "status 404"),
+        ("broken off", ComfyUnavailable, "lost ComfyUI while downloading out.png"),
+        ("stalled", ComfyUnavailable, "stalled for 0.3s sending out.png"),
+    ],
+)
+async def test_an_output_download_arrives_whole_or_fails_leaving_no_file(
+    ending: str, failure: type[Exception] | None, message: str, tmp_path: Path
+) -> None:
+    payload = bytes(range(256)) * 64
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"GET /view?filename=out.png&subfolder=&type=output HTTP/1.1")
+        if ending == "missing":
+            writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n" % len(payload))
+        writer.write(payload if ending == "whole" else payload[:1000])
+        await writer.drain()
+        if ending == "stalled":
+            await asyncio.sleep(30)
+
+    dest = tmp_path / "out.png"
+    async for url in _serve(handler):
+        client = ComfyClient(url, timeout_s=0.3)
+        try:
+            if failure is None:
+                assert await client.download_output("out.png", "", "output", dest) == len(payload)
+            else:
+                with pytest.raises(failure, match=message):
+                    await client.download_output("out.png", "", "output", dest)
+        finally:
+            await client.aclose()
+    assert dest.read_bytes() == payload if failure is None else not dest.exists()
