@@ -1,5 +1,6 @@
 """HTTP client for one ComfyUI: queue, history, interrupt, object_info, models, inputs, outputs. One httpx client, on
-aiohttp's connections (`transport.py`).
+aiohttp's connections (`transport.py`); its small JSON calls and output downloads go straight on that aiohttp
+session (an injected transport, as tests give, takes every call through httpx).
 
 Maps transport failures and 5xx to ComfyUnavailable, unreadable answers to ComfyProtocolError, and graph
 validation failures to WorkflowRejected. Knows nothing about jobs, webhooks or our HTTP routes.
