@@ -43,10 +43,10 @@ class ComfyTransport(AiohttpTransport):
         """One request with a small body (JSON, or none), its answer read whole. `timeout_s` bounds connecting,
         waiting for a pooled connection and each read. Failures are raised as httpx's, as for any other request."""
         headers = {"content-type": "application/json"} if content is not None else None
-        timeout = ClientTimeout(sock_connect=timeout_s, sock_read=timeout_s, connect=timeout_s)
+        bound = _bounded(timeout_s)
         with _told_apart(None), map_aiohttp_exceptions():
             async with self.session().request(
-                method, url, params=params, data=content, headers=headers, allow_redirects=False, timeout=timeout
+                method, url, params=params, data=content, headers=headers, allow_redirects=False, timeout=bound
             ) as answer:
                 body = await answer.read()
         return httpx.Response(answer.status, headers=answer.raw_headers, content=body)
@@ -58,10 +58,16 @@ class ComfyTransport(AiohttpTransport):
         """GET `url`: its status and its body in chunks of at most `chunk_bytes`, read as they are iterated (the
         connection is let go when the block ends). `timeout_s` bounds connecting and each read; failures are raised
         as httpx's."""
-        timeout = ClientTimeout(sock_connect=timeout_s, sock_read=timeout_s, connect=timeout_s)
+        bound = _bounded(timeout_s)
         with _told_apart(None), map_aiohttp_exceptions():
-            async with self.session().get(url, params=params, allow_redirects=False, timeout=timeout) as answer:
+            async with self.session().get(url, params=params, allow_redirects=False, timeout=bound) as answer:
                 yield answer.status, answer.content.iter_chunked(chunk_bytes)
+
+
+def _bounded(timeout_s: float) -> ClientTimeout:
+    """aiohttp's bounds for one request, as httpx-aiohttp maps httpx's timeout: connecting, waiting for a pooled
+    connection, each read."""
+    return ClientTimeout(sock_connect=timeout_s, sock_read=timeout_s, connect=timeout_s)
 
 
 @contextlib.contextmanager

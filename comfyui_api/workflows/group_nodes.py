@@ -125,6 +125,14 @@ class _Layout:
         entry = found.get(str(key)) if isinstance(found, Mapping) else None
         return entry if isinstance(entry, Mapping) else {}
 
+    def open_input(self, index: int, inner: Mapping[str, Any], kind: str, input_name: str, slot: int) -> int | None:
+        """An inner input nothing inside feeds: it takes its name, as the editor does, and becomes one of the group's
+        inputs (its link id) unless the config hides it (None: nothing feeds it)."""
+        self.name_for(index, inner, kind, input_name)
+        if self.custom(index, "input", input_name).get("visible") is False:
+            return None
+        return self.group_input(index, slot)
+
     def name_for(self, index: int, inner: Mapping[str, Any], kind: str, input_name: str) -> str:
         """The editor's name on the group for an inner input: the name the group gives it, else its label or name,
         prefixed with the inner node's title (or type) when the name is taken (or the node is a titled primitive)."""
@@ -222,10 +230,8 @@ def _add_reroute(layout: _Layout, links: _GroupLinks, index: int, inner: Mapping
     link_id = layout.slot_link(links, index, 0)
     if link_id is None:
         targets = links.from_.get((index, 0))
-        kind = targets[0][2] if targets else links.external.get((index, 0), "*")
-        layout.name_for(index, inner, "Reroute", kind or "*")
-        if layout.custom(index, "input", kind or "*").get("visible") is not False:  # hidden: nothing feeds it
-            link_id = layout.group_input(index, 0)
+        kind = (targets[0][2] if targets else links.external.get((index, 0))) or "*"
+        link_id = layout.open_input(index, inner, "Reroute", kind, 0)
     layout.nodes.append({"id": index, "type": "Reroute", "mode": 0, "inputs": [{"name": "", "link": link_id}]})
     if not links.internal_only(index, 0):
         layout.group_output(index, 0, links.external.get((index, 0), "*"))
@@ -260,9 +266,7 @@ def _add_node(
     for slot_index, input_name in enumerate(slot_names):
         link_id = layout.slot_link(links, index, slot_index)
         if link_id is None:
-            layout.name_for(index, inner, kind, input_name)  # takes the name, as the editor does
-            if layout.custom(index, "input", input_name).get("visible") is not False:  # hidden: nothing feeds it
-                link_id = layout.group_input(index, slot_index)
+            link_id = layout.open_input(index, inner, kind, input_name, slot_index)
         slots.append({"name": input_name, "type": _kind_of(specs[input_name]), "link": link_id})
     outputs = list(definition.get("output") or ())
     for output_slot, output_kind in enumerate(outputs):
@@ -290,6 +294,11 @@ def _add_node(
     return add_converted
 
 
+def is_list_kind(kind: Any) -> bool:
+    """Whether an input's kind (the first item of its spec) is a list of choices."""
+    return isinstance(kind, list) or kind == "COMBO"
+
+
 def _kind_of(spec: Any) -> Any:
     return spec[0] if isinstance(spec, list | tuple) and spec else None
 
@@ -299,7 +308,7 @@ def _saved_values(kind: str, spec: Any, control: bool) -> int:
     (`control`, as `widget_inputs` tells it: a seed always), and that and a filter after a list given one (the
     editor's control widgets)."""
     value_kind = _kind_of(spec)
-    is_list = isinstance(value_kind, list) or value_kind == "COMBO"
+    is_list = is_list_kind(value_kind)
     if kind == "PrimitiveNode":
         return 3 if is_list else 2 if value_kind == "INT" else 1
     if not control:

@@ -35,6 +35,7 @@ from comfyui_api.workflows.group_nodes import (
     GroupRefused,
     group_as_subgraph,
     group_name,
+    is_list_kind,
 )
 
 MUTED, BYPASSED = 2, 4
@@ -254,7 +255,7 @@ def _list_widgets(definition: Mapping[str, Any]) -> set[str]:
         name
         for section in ("required", "optional")
         for name, spec in (sections.get(section) or {}).items()
-        if isinstance(spec, list | tuple) and spec and (isinstance(spec[0], list) or spec[0] == "COMBO")
+        if isinstance(spec, list | tuple) and spec and is_list_kind(spec[0])
     }
 
 
